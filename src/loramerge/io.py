@@ -1,0 +1,123 @@
+"""Writing results atomically: a temporary sibling that is renamed into place only once complete."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import struct
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from loramerge.adapters import CONFIG_FILE, SAFETENSORS_FILE
+from loramerge.errors import LoramergeError
+from loramerge.updates import LowRankUpdate, Update
+
+DELTA_FILE = "delta.safetensors"
+
+
+@contextmanager
+def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder that becomes `path` on success; on any error nothing is left behind."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise LoramergeError(f"{path}: output already exists (pass --overwrite to replace it)")
+    missing_parents = [p for p in reversed(path.parents) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in reversed(missing_parents):
+            if parent.exists() and not any(parent.iterdir()):
+                parent.rmdir()
+        raise
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    """Deterministic, atomic JSON (sorted keys, no timestamps)."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(staging, path)
+
+
+def write_safetensors_stream(
+    path: str | Path,
+    layout: Iterable[tuple[str, tuple[int, ...]]],
+    tensors: Iterable[tuple[str, torch.Tensor]],
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """A float32 safetensors file written one tensor at a time, so peak memory is one tensor, not the model.
+
+    The header needs every shape up front (`layout`); `tensors` must then yield the same names in the same order.
+    """
+    layout = list(layout)
+    header: dict[str, Any] = {"__metadata__": dict(metadata or {})}
+    offset = 0
+    for name, shape in layout:
+        size = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(encoded)))
+        handle.write(encoded)
+        for (name, shape), (given_name, tensor) in zip(layout, tensors, strict=True):
+            if name != given_name or tuple(tensor.shape) != tuple(shape):
+                raise ValueError(f"expected {name} {shape}, got {given_name} {tuple(tensor.shape)}")
+            handle.write(tensor.detach().float().contiguous().numpy().tobytes())
+
+
+def write_delta(
+    folder: Path, shapes: Mapping[str, tuple[int, int]], updates: Iterable[tuple[str, Update]], metadata: dict
+) -> None:
+    """`delta.safetensors`: one dense float32 ΔW (O × I) per module, keyed `<module path>.weight`."""
+    layout = [(f"{name}.weight", shape) for name, shape in sorted(shapes.items())]
+    dense = ((f"{name}.weight", update.dense()) for name, update in updates)
+    write_safetensors_stream(folder / DELTA_FILE, layout, dense, {k: str(v) for k, v in metadata.items()})
+
+
+def write_peft_adapter(folder: Path, updates: Mapping[str, LowRankUpdate], source_config: Mapping[str, Any]) -> None:
+    """A peft LoRA adapter with ΔW = B·A per module: lora_alpha = r per module, so the scale is 1."""
+    ranks = {name: update.rank for name, update in sorted(updates.items()) if update.rank > 0}
+    if not ranks:
+        raise LoramergeError(f"{folder}: the merged update is zero in every module; there is no adapter to write")
+    common_rank = max(Counter(ranks.values()).most_common(), key=lambda item: (item[1], item[0]))[0]
+    exceptions = {name: rank for name, rank in ranks.items() if rank != common_rank}
+    config = {
+        "peft_type": "LORA",
+        "r": common_rank,
+        "lora_alpha": common_rank,
+        "rank_pattern": exceptions,
+        "alpha_pattern": exceptions,
+        "target_modules": sorted(ranks),
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "use_rslora": False,
+        "use_dora": False,
+        "fan_in_fan_out": bool(source_config.get("fan_in_fan_out", False)),
+        "base_model_name_or_path": source_config.get("base_model_name_or_path"),
+        "task_type": source_config.get("task_type"),
+        "inference_mode": True,
+        "modules_to_save": None,
+    }
+    state = {}
+    for name in ranks:
+        state[f"base_model.model.{name}.lora_A.weight"] = updates[name].A.float().contiguous()
+        state[f"base_model.model.{name}.lora_B.weight"] = updates[name].B.float().contiguous()
+    save_file(state, folder / SAFETENSORS_FILE, metadata={"format": "pt"})
+    write_json(folder / CONFIG_FILE, config)

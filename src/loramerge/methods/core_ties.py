@@ -1,0 +1,15 @@
+"""CoreSpace-TIES (Panariello et al., 2025): TIES on the core matrices M_t, per layer as in the Core Space code."""
+
+from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
+from loramerge.params import CoreTiesParams
+from loramerge.spaces import CoefficientSpace, core_space
+
+
+@register
+class CoreTies(SpaceTiesMethod):
+    name = "core_ties"
+    summary = "CoreSpace-TIES: TIES on the core matrices M_t (per-layer trim by default); low rank"
+    params_type = CoreTiesParams
+
+    def space(self, context: MergeContext) -> CoefficientSpace:
+        return core_space(context.adapters)

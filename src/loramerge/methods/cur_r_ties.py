@@ -1,0 +1,16 @@
+"""CUR-TIES in R space (the paper's Fig. 2 ablation): TIES on the selected rows R_t, ΔW = λ·C·U_c·R*."""
+
+from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
+from loramerge.params import TiesParams
+from loramerge.spaces import CoefficientSpace, cur_r_space
+
+
+@register
+class CurRTies(SpaceTiesMethod):
+    name = "cur_r_ties"
+    summary = "CUR-TIES in R space: TIES on R_t, ΔW = λ·C·U_c·R*; low rank (rank k_c)"
+    params_type = TiesParams
+    uses_decomposition = True
+
+    def space(self, context: MergeContext) -> CoefficientSpace:
+        return cur_r_space(context.adapters, context.bases())

@@ -1,0 +1,16 @@
+"""DARE-TIES in the full weight space: DARE on each dense ΔW_t, then TIES (KnOTS: top-K 100, no trim)."""
+
+from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
+from loramerge.params import DareTiesParams
+from loramerge.spaces import CoefficientSpace, full_space
+
+
+@register
+class DareTies(SpaceTiesMethod):
+    name = "dare_ties"
+    summary = "DARE (seeded per task and layer) on the dense ΔW_t, then TIES; dense result"
+    params_type = DareTiesParams
+    low_rank = False
+
+    def space(self, context: MergeContext) -> CoefficientSpace:
+        return full_space(context.adapters)

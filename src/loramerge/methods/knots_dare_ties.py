@@ -1,0 +1,16 @@
+"""KnOTS-DARE-TIES: DARE on the SVD-aligned Z_t, then TIES (KnOTS: top-K 100), ΔW = λ·U·Z*."""
+
+from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
+from loramerge.params import DareTiesParams
+from loramerge.spaces import CoefficientSpace, svd_space
+
+
+@register
+class KnotsDareTies(SpaceTiesMethod):
+    name = "knots_dare_ties"
+    summary = "KnOTS-DARE-TIES: DARE then TIES on the SVD-aligned Z_t; low rank (rank k)"
+    params_type = DareTiesParams
+    uses_decomposition = True
+
+    def space(self, context: MergeContext) -> CoefficientSpace:
+        return svd_space(context.adapters, context.bases())

@@ -1,0 +1,16 @@
+"""KnOTS-TIES (Stoica et al., 2025): TIES on Z_t = S·V_tᵀ in the SVD basis of M, ΔW = λ·U·Z*."""
+
+from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
+from loramerge.params import TiesParams
+from loramerge.spaces import CoefficientSpace, svd_space
+
+
+@register
+class KnotsTies(SpaceTiesMethod):
+    name = "knots_ties"
+    summary = "KnOTS-TIES: TIES on the SVD-aligned coefficients Z_t; low rank (rank k)"
+    params_type = TiesParams
+    uses_decomposition = True
+
+    def space(self, context: MergeContext) -> CoefficientSpace:
+        return svd_space(context.adapters, context.bases())

@@ -1,0 +1,16 @@
+"""TIES in the full weight space (KnOTS `ties_merging`): trim, elect, disjoint mean of the dense ΔW_t."""
+
+from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
+from loramerge.params import TiesParams
+from loramerge.spaces import CoefficientSpace, full_space
+
+
+@register
+class Ties(SpaceTiesMethod):
+    name = "ties"
+    summary = "TIES on the dense ΔW_t (global top-K by default, as KnOTS); dense result"
+    params_type = TiesParams
+    low_rank = False
+
+    def space(self, context: MergeContext) -> CoefficientSpace:
+        return full_space(context.adapters)

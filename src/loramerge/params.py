@@ -1,0 +1,133 @@
+"""Hyper-parameters of the merge methods, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from loramerge.errors import ParameterError
+
+ALPHA_MODES = ("auto-magnitude", "auto-energy")
+TA_MODES = ("sum", "mean")
+TRIM_SCOPES = ("global", "per_layer")
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, f"expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ParameterError(name, f"expected a finite number, got {value!r}")
+    return number
+
+
+def _lam(value: Any) -> float:
+    return _number("lam", value)
+
+
+def _top_k(value: Any) -> float:
+    top_k = _number("top_k", value)
+    if not 0 < top_k <= 100:
+        raise ParameterError("top_k", f"the percent of entries kept must be in (0, 100], got {value!r}")
+    return top_k
+
+
+def _drop_p(value: Any) -> float:
+    drop_p = _number("drop_p", value)
+    if not 0 <= drop_p < 1:
+        raise ParameterError("drop_p", f"the DARE drop probability must be in [0, 1), got {value!r}")
+    return drop_p
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+        raise ParameterError("seed", f"expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ParameterError(name, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    return check
+
+
+def parse_alpha(value: Any) -> float | str:
+    """α in [0, 1], or 'auto-magnitude' | 'auto-energy' (chosen per layer from the branch norms)."""
+    if value in ALPHA_MODES:
+        return value
+    try:
+        alpha = _number("alpha", value)
+    except ParameterError:
+        raise ParameterError("alpha", f"must be a number in [0, 1] or one of {', '.join(ALPHA_MODES)}; got {value!r}")
+    if not 0 <= alpha <= 1:
+        raise ParameterError("alpha", f"must be in [0, 1], got {value!r}")
+    return alpha
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "lam": _lam,
+    "top_k": _top_k,
+    "drop_p": _drop_p,
+    "seed": _seed,
+    "trim_scope": _choice("trim_scope", TRIM_SCOPES),
+    "mode": _choice("mode", TA_MODES),
+    "alpha": parse_alpha,
+}
+
+
+class _Validated:
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if field.name in CONVERTERS:
+                object.__setattr__(self, field.name, CONVERTERS[field.name](getattr(self, field.name)))
+
+
+@dataclass(frozen=True)
+class TaParams(_Validated):
+    lam: float = 1.0
+    mode: str = "sum"
+
+
+@dataclass(frozen=True)
+class TiesParams(_Validated):
+    lam: float = 1.0
+    top_k: float = 20.0
+    trim_scope: str = "global"
+
+
+@dataclass(frozen=True)
+class CoreTiesParams(TiesParams):
+    trim_scope: str = "per_layer"  # Core Space trims each layer's core matrices on their own
+
+
+@dataclass(frozen=True)
+class DareTiesParams(_Validated):
+    lam: float = 1.0
+    top_k: float = 100.0  # KnOTS's DARE-TIES configs do not trim after DARE
+    drop_p: float = 0.1
+    seed: int = 0
+    trim_scope: str = "global"
+
+
+def field_names(params_type: type) -> list[str]:
+    return [field.name for field in dataclasses.fields(params_type)]
+
+
+def build(params_type: type, values: Mapping[str, Any], method: str) -> Any:
+    """An instance of `params_type` from a mapping of field names to values (strings are converted)."""
+    names = field_names(params_type)
+    for key in values:
+        if key not in names:
+            raise ParameterError(key, f"method {method!r} takes no such parameter; it takes {', '.join(names)}")
+    return params_type(**values)
+
+
+def as_dict(params: Any) -> dict[str, Any]:
+    return dataclasses.asdict(params)
