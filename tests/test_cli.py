@@ -1,0 +1,75 @@
+"""The command-line contract: methods, decompose + cached merge, merge outputs and their provenance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import torch
+from safetensors.torch import load_file
+
+from loramerge import load_adapters, load_decomposition, merge
+from loramerge.cli import main
+from loramerge.methods import METHODS
+
+
+def test_methods_lists_every_registered_name(capsys):
+    assert main(["methods"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == sorted(METHODS) and len(listed) == 11
+
+
+def test_cached_decomposition_gives_the_same_merge(adapter_dirs, tmp_path):
+    cache = tmp_path / "decomp"
+    assert main(["decompose", "--quiet", "--adapters", *map(str, adapter_dirs), "--out", str(cache)]) == 0
+    adapters = load_adapters(adapter_dirs)
+    cached = merge(adapters, "hybrid", decomposition=load_decomposition(cache, adapters), alpha=0.4)
+    fresh = merge(adapters, "hybrid", alpha=0.4)
+    for name in fresh:
+        assert torch.equal(cached[name].dense(), fresh[name].dense())
+
+
+def test_a_cache_of_other_adapters_is_refused(adapter_dirs, tmp_path, capsys):
+    cache = tmp_path / "decomp"
+    main(["decompose", "--quiet", "--adapters", *map(str, adapter_dirs), "--out", str(cache)])
+    other = tmp_path / "other"
+    shutil.copytree(adapter_dirs[2], other)
+    (other / "adapter_config.json").write_text(
+        json.dumps({**json.loads((other / "adapter_config.json").read_text()), "lora_alpha": 3})
+    )
+    out = tmp_path / "merged"
+    args = ["merge", "--quiet", "--method", "knots_ties", "--decomposition", str(cache), "--out", str(out),
+            "--adapters", str(adapter_dirs[0]), str(adapter_dirs[1]), str(other)]
+    assert main(args) == 2
+    assert "decomposition.json" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_delta_merge_writes_dense_updates_and_provenance(adapter_dirs, tmp_path):
+    out = tmp_path / "ties"
+    args = ["merge", "--quiet", "--method", "ties", "--adapters", *map(str, adapter_dirs), "--out", str(out),
+            "--lam", "0.4", "--top-k", "30", "--trim-scope", "per_layer"]
+    assert main(args) == 0
+    deltas = load_file(out / "delta.safetensors")
+    expected = merge(load_adapters(adapter_dirs), "ties", lam=0.4, top_k=30, trim_scope="per_layer")
+    assert sorted(deltas) == sorted(f"{name}.weight" for name in expected)
+    for name, update in expected.items():
+        assert torch.equal(deltas[f"{name}.weight"], update.dense())
+    manifest = json.loads((out / "merge.json").read_text())
+    assert manifest["method"] == {"method": "ties", "lam": 0.4, "top_k": 30.0, "trim_scope": "per_layer"}
+    assert [entry["sha256"]["adapter_model.safetensors"] for entry in manifest["adapters"]] == [
+        a.sha256["adapter_model.safetensors"] for a in load_adapters(adapter_dirs).adapters
+    ]
+    assert set(manifest["versions"]) == {"loramerge", "torch", "python"}
+
+
+def test_hybrid_branch_parameters_and_overwrite(adapter_dirs, tmp_path):
+    out = tmp_path / "outputs" / "hybrid"
+    base = ["merge", "--quiet", "--method", "hybrid", "--adapters", *map(str, adapter_dirs), "--out", str(out)]
+    assert main([*base, "--alpha", "0.7", "--set", "svd.lam=0.6", "--set", "cur.top_k=30"]) == 0
+    first = json.loads((out / "merge.json").read_text())["method"]
+    assert first["alpha"] == 0.7 and first["svd"]["lam"] == 0.6 and first["cur"]["top_k"] == 30.0
+    assert first["svd"]["top_k"] == 20.0 and first["cur"]["lam"] == 1.0
+    assert main([*base, "--alpha", "auto-energy", "--overwrite"]) == 0
+    assert json.loads((out / "merge.json").read_text())["method"]["alpha"] == "auto-energy"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["hybrid"]  # no staging folder left behind
