@@ -64,10 +64,7 @@ def random_adapter_dirs(
     """n adapters with ranks `ranks` (default 4 each) and lora_alpha = 2r, so each scale is 2."""
     generator = torch.Generator().manual_seed(seed)
     ranks = ranks or (4,) * n
-    return [
-        write_adapter(root / f"task{t}", random_factors(generator, shapes, ranks[t]))
-        for t in range(n)
-    ]
+    return [write_adapter(root / f"task{t}", random_factors(generator, shapes, ranks[t])) for t in range(n)]
 
 
 @pytest.fixture

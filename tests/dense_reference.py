@@ -76,10 +76,9 @@ def knots_bases(adapters: AdapterSet) -> tuple[dict[str, torch.Tensor], Coeffici
 
 
 def cur_bases(adapters: AdapterSet, rank: int | None = None):
-    """Dense CUR of M: the largest-norm columns and rows, U = C⁺·M·R⁺; returns C, U, and R_t per module."""
+    """Dense CUR of M (float64): the largest-norm columns and rows, U = C⁺·M·R⁺; per module (M, C, U, R, R_t)."""
     result = {}
-    for module, per_task in deltas(adapters).items():
-        stack = adapters.stacks[module]
+    for module, stack in adapters.stacks.items():
         M = torch.cat([(stack.B[i].double() @ stack.A[i].double()) for i in range(len(stack.tasks))], dim=1)
         k = rank if rank is not None else int((torch.linalg.svdvals(M) > 1e-5).sum())
         columns = torch.sort(M.norm(dim=0), descending=True, stable=True).indices[:k]

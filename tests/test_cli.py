@@ -38,8 +38,20 @@ def test_a_cache_of_other_adapters_is_refused(adapter_dirs, tmp_path, capsys):
         json.dumps({**json.loads((other / "adapter_config.json").read_text()), "lora_alpha": 3})
     )
     out = tmp_path / "merged"
-    args = ["merge", "--quiet", "--method", "knots_ties", "--decomposition", str(cache), "--out", str(out),
-            "--adapters", str(adapter_dirs[0]), str(adapter_dirs[1]), str(other)]
+    args = [
+        "merge",
+        "--quiet",
+        "--method",
+        "knots_ties",
+        "--decomposition",
+        str(cache),
+        "--out",
+        str(out),
+        "--adapters",
+        str(adapter_dirs[0]),
+        str(adapter_dirs[1]),
+        str(other),
+    ]
     assert main(args) == 2
     assert "decomposition.json" in capsys.readouterr().err
     assert not out.exists()
@@ -47,8 +59,22 @@ def test_a_cache_of_other_adapters_is_refused(adapter_dirs, tmp_path, capsys):
 
 def test_delta_merge_writes_dense_updates_and_provenance(adapter_dirs, tmp_path):
     out = tmp_path / "ties"
-    args = ["merge", "--quiet", "--method", "ties", "--adapters", *map(str, adapter_dirs), "--out", str(out),
-            "--lam", "0.4", "--top-k", "30", "--trim-scope", "per_layer"]
+    args = [
+        "merge",
+        "--quiet",
+        "--method",
+        "ties",
+        "--adapters",
+        *map(str, adapter_dirs),
+        "--out",
+        str(out),
+        "--lam",
+        "0.4",
+        "--top-k",
+        "30",
+        "--trim-scope",
+        "per_layer",
+    ]
     assert main(args) == 0
     deltas = load_file(out / "delta.safetensors")
     expected = merge(load_adapters(adapter_dirs), "ties", lam=0.4, top_k=30, trim_scope="per_layer")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dense_reference as ref
 import pytest
 import torch
 from conftest import SHAPES, random_adapter_dirs, random_factors, write_adapter
 
-import dense_reference as ref
 from loramerge import load_adapters, merge
 from loramerge.decompose import cur_basis, svd_basis
 from loramerge.methods import METHODS
@@ -40,8 +40,19 @@ def mixed_adapters(tmp_path):
 
 def test_registry_lists_the_eleven_methods():
     assert sorted(METHODS) == sorted(
-        ["ta", "ties", "dare_ties", "knots_ties", "knots_dare_ties", "core_ta", "core_ties", "cur_ties",
-         "cur_r_ties", "hybrid", "mix"]
+        [
+            "ta",
+            "ties",
+            "dare_ties",
+            "knots_ties",
+            "knots_dare_ties",
+            "core_ta",
+            "core_ties",
+            "cur_ties",
+            "cur_r_ties",
+            "hybrid",
+            "mix",
+        ]
     )
 
 
@@ -160,7 +171,7 @@ def test_cur_blocks_equal_the_projected_m(adapters):
     """C·Y_t is the t-th block of C·C⁺·M·R⁺·R, and C, R are M's largest-norm columns and rows."""
     dense_cur = ref.cur_bases(adapters)
     for module, stack in adapters.stacks.items():
-        M, C, U, R, blocks = dense_cur[module]
+        M, C, U, R, _ = dense_cur[module]
         basis = cur_basis(stack, C.shape[1])
         torch.testing.assert_close(basis.C, C, atol=1e-10, rtol=0)
         torch.testing.assert_close(basis.U, U, atol=1e-8, rtol=1e-8)
@@ -168,8 +179,9 @@ def test_cur_blocks_equal_the_projected_m(adapters):
         width = stack.shape[1]
         for position in range(len(stack.tasks)):
             Y = basis.U @ basis.G[position] @ stack.A[position].double()
-            torch.testing.assert_close(basis.C @ Y, projected[:, position * width : (position + 1) * width],
-                                       atol=1e-8, rtol=1e-8)
+            torch.testing.assert_close(
+                basis.C @ Y, projected[:, position * width : (position + 1) * width], atol=1e-8, rtol=1e-8
+            )
 
 
 def test_cur_reconstructs_m_when_columns_and_rows_span_it(tmp_path):
@@ -225,8 +237,9 @@ def test_hybrid_auto_alpha_per_layer(adapters, mode):
 def test_mix_combines_any_two_methods(adapters):
     ta = dense(merge(adapters, "ta", lam=0.2))
     ties = dense(merge(adapters, "ties", lam=0.5, top_k=30))
-    got = merge(adapters, "mix", first="ta", second="ties", alpha=0.25, **{"first.lam": 0.2, "second.lam": 0.5},
-                top_k=30)
+    got = merge(
+        adapters, "mix", first="ta", second="ties", alpha=0.25, **{"first.lam": 0.2, "second.lam": 0.5}, top_k=30
+    )
     assert_close(dense(got), {m: 0.25 * ta[m] + 0.75 * ties[m] for m in ta})
 
 

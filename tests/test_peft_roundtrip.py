@@ -17,8 +17,9 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 def tiny_clip() -> CLIPVisionModel:
     torch.manual_seed(0)  # the same base weights on every call
-    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=32, patch_size=8)
+    config = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+    )
     return CLIPVisionModel(config).eval()
 
 
@@ -28,8 +29,9 @@ def peft_adapter_dirs(tmp_path_factory):
     dirs = []
     for task in range(3):
         torch.manual_seed(100 + task)
-        config = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=False,
-                            rank_pattern={"out_proj": 2})
+        config = LoraConfig(
+            r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=False, rank_pattern={"out_proj": 2}
+        )
         model = get_peft_model(tiny_clip(), config)
         model.save_pretrained(root / f"task{task}")
         dirs.append(root / f"task{task}")
@@ -52,8 +54,14 @@ def with_delta(deltas: dict[str, torch.Tensor]) -> CLIPVisionModel:
 
 @pytest.mark.parametrize(
     ("method", "params"),
-    [("knots_ties", {"top_k": 20, "lam": 0.8}), ("hybrid", {"alpha": 0.6}), ("ta", {"lam": 0.5}),
-     ("core_ties", {}), ("cur_r_ties", {}), ("mix", {"first": "knots_ties", "second": "ta", "alpha": 0.5})],
+    [
+        ("knots_ties", {"top_k": 20, "lam": 0.8}),
+        ("hybrid", {"alpha": 0.6}),
+        ("ta", {"lam": 0.5}),
+        ("core_ties", {}),
+        ("cur_r_ties", {}),
+        ("mix", {"first": "knots_ties", "second": "ta", "alpha": 0.5}),
+    ],
 )
 def test_peft_output_equals_the_dense_update(peft_adapter_dirs, pixels, tmp_path, method, params):
     adapters = load_adapters(peft_adapter_dirs)

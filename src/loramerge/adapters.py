@@ -218,7 +218,9 @@ def load_adapter(path: str | Path) -> LoraAdapter:
             raise AdapterError(weights_file, f"module {module!r} has no lora_{missing.pop()} tensor")
         A, B = pair["A"], pair["B"]
         if A.ndim != 2 or B.ndim != 2:
-            raise AdapterError(weights_file, f"module {module!r}: LoRA factors must be 2-D (got {A.ndim}-D A, {B.ndim}-D B)")
+            raise AdapterError(
+                weights_file, f"module {module!r}: LoRA factors must be 2-D (got {A.ndim}-D A, {B.ndim}-D B)"
+            )
         if not (A.is_floating_point() and B.is_floating_point()):
             raise AdapterError(weights_file, f"module {module!r}: LoRA factors must be floating point")
         if A.shape[0] != B.shape[1]:

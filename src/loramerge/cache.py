@@ -21,8 +21,9 @@ VERSION = 1
 MANIFEST = "decomposition.json"
 
 
-def save_decomposition(decomposition: Decomposition, adapters: AdapterSet, folder: str | Path,
-                       overwrite: bool = False) -> None:
+def save_decomposition(
+    decomposition: Decomposition, adapters: AdapterSet, folder: str | Path, overwrite: bool = False
+) -> None:
     svd, cur = {}, {}
     for name, basis in decomposition.svd.items():
         svd[f"{name}/U"], svd[f"{name}/S"] = basis.U, basis.singular_values

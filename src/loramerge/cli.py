@@ -41,11 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     for flag, name in PARAMETER_FLAGS.items():
         merge.add_argument(flag, dest=name, default=None, help=f"method parameter {name}")
     merge.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="any method parameter, e.g. svd.lam=0.6 cur.top_k=30 first=knots_ties",
     )
-    merge.add_argument("--format", choices=FORMATS, default="auto",
-                       help="peft adapter (low-rank results), dense delta.safetensors, or auto (peft when possible)")
+    merge.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="peft adapter (low-rank results), dense delta.safetensors, or auto (peft when possible)",
+    )
     merge.add_argument("--decomposition", type=Path, help="a `loramerge decompose` cache of these adapters")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     merge.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
@@ -80,7 +87,13 @@ def _merge(args: argparse.Namespace) -> None:
     adapters = load_adapters(args.adapters)
     decomposition = load_decomposition(args.decomposition, adapters) if args.decomposition else None
     merge_to_folder(
-        adapters, args.method, args.out, _parameters(args), args.format, decomposition, args.overwrite,
+        adapters,
+        args.method,
+        args.out,
+        _parameters(args),
+        args.format,
+        decomposition,
+        args.overwrite,
         progress=not args.quiet,
     )
 
@@ -108,13 +121,25 @@ def _analyze(args: argparse.Namespace) -> None:
     if rank < 1:
         raise ParameterError("rank", f"must be ≥ 1, got {rank}")
     with atomic_directory(args.out, overwrite=args.overwrite) as staging:
-        _write_csv(staging / "overlap.csv", ["module", "rank", "overlap"],
-                   [(o.module, o.rank, f"{o.overlap:.6f}") for o in overlaps(adapters, rank)])
+        _write_csv(
+            staging / "overlap.csv",
+            ["module", "rank", "overlap"],
+            [(o.module, o.rank, f"{o.overlap:.6f}") for o in overlaps(adapters, rank)],
+        )
         _write_csv(
             staging / "energy.csv",
             ["task", "original", "svd", "svd_ratio", "cur", "cur_ratio"],
-            [(e.task, f"{e.original:.6f}", f"{e.svd:.6f}", f"{e.svd_ratio:.6f}", f"{e.cur:.6f}", f"{e.cur_ratio:.6f}")
-             for e in energies(adapters, rank)],
+            [
+                (
+                    e.task,
+                    f"{e.original:.6f}",
+                    f"{e.svd:.6f}",
+                    f"{e.svd_ratio:.6f}",
+                    f"{e.cur:.6f}",
+                    f"{e.cur_ratio:.6f}",
+                )
+                for e in energies(adapters, rank)
+            ],
         )
 
 

@@ -65,7 +65,9 @@ def parse_alpha(value: Any) -> float | str:
     try:
         alpha = _number("alpha", value)
     except ParameterError:
-        raise ParameterError("alpha", f"must be a number in [0, 1] or one of {', '.join(ALPHA_MODES)}; got {value!r}")
+        raise ParameterError(
+            "alpha", f"must be a number in [0, 1] or one of {', '.join(ALPHA_MODES)}; got {value!r}"
+        ) from None
     if not 0 <= alpha <= 1:
         raise ParameterError("alpha", f"must be in [0, 1], got {value!r}")
     return alpha

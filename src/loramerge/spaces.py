@@ -100,9 +100,7 @@ class CoefficientSpace:
 
 
 def full_space(adapters: AdapterSet) -> CoefficientSpace:
-    return CoefficientSpace(
-        {name: ModuleCoefficients(s.tasks, s.B, s.A) for name, s in adapters.stacks.items()}
-    )
+    return CoefficientSpace({name: ModuleCoefficients(s.tasks, s.B, s.A) for name, s in adapters.stacks.items()})
 
 
 def svd_space(adapters: AdapterSet, decomposition: Decomposition) -> CoefficientSpace:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from loramerge.errors import ParameterError
 from loramerge.methods.base import MergeContext, MergeMethod, get_method, register
-from loramerge.params import as_dict, field_names, parse_alpha
+from loramerge.params import field_names, parse_alpha
 from loramerge.updates import Update, mix_updates
 
 
