@@ -131,12 +131,33 @@ def canonical_module_path(key: str) -> tuple[str, str] | None:
     return match["module"], match["factor"]
 
 
+def _positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 def _pattern_value(patterns: Mapping[str, float], module: str, default: float) -> float:
     # peft.utils.other.get_pattern_key: the first pattern that matches a dotted suffix of the module name.
     for pattern, value in patterns.items():
         if re.match(rf"(.*\.)?({pattern})$", module):
             return value
     return default
+
+
+def _check_patterns(config: dict, config_path: Path) -> None:
+    for key in ("rank_pattern", "alpha_pattern"):
+        patterns = config.get(key) or {}
+        if not isinstance(patterns, dict):
+            raise AdapterError(config_path, f"{key} must be a JSON object of pattern -> number")
+        for pattern, value in patterns.items():
+            if not _positive_number(value) or (key == "rank_pattern" and not isinstance(value, int)):
+                kind = "a positive integer" if key == "rank_pattern" else "a positive finite number"
+                raise AdapterError(config_path, f"{key}[{pattern!r}] must be {kind}, got {value!r}")
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise AdapterError(
+                    config_path, f"{key} key {pattern!r} is not a valid regular expression: {error}"
+                ) from error
 
 
 def _read_config(path: Path) -> dict:
@@ -157,9 +178,9 @@ def _read_config(path: Path) -> dict:
     if config.get("use_dora"):
         raise AdapterError(config_path, "use_dora is set; DoRA adapters are not plain LoRA and cannot be merged")
     for key in ("r", "lora_alpha"):
-        value = config.get(key)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-            raise AdapterError(config_path, f"{key} must be a positive number, got {value!r}")
+        if not _positive_number(config.get(key)):
+            raise AdapterError(config_path, f"{key} must be a positive finite number, got {config.get(key)!r}")
+    _check_patterns(config, config_path)
     return config
 
 
