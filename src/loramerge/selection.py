@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from loramerge import kernels
 from loramerge.spaces import CoefficientSpace
 
 SAMPLE_SIZE = 1 << 18
@@ -41,8 +42,37 @@ def _bracket(sample: torch.Tensor, quantile: float, widen: float) -> tuple[float
     return low, high
 
 
+def _count_pass(
+    space: CoefficientSpace,
+    names: list[str],
+    brackets: dict[int, tuple[float, float]],
+    at_or_below: dict[int, int],
+    below: dict[int, int],
+    inside: dict[int, list[torch.Tensor]],
+) -> None:
+    for name in names:
+        module = space.modules[name]
+        rows, cols = module.shape
+        buffer = torch.empty(module.chunk_rows, cols)
+        for position, task in enumerate(module.tasks):
+            if task not in brackets:
+                continue
+            for start in range(0, rows, module.chunk_rows):
+                stop = min(rows, start + module.chunk_rows)
+                values = space.rows(name, position, start, stop, buffer[: stop - start])
+                le, lt, between = kernels.bracket(values, *brackets[task])
+                at_or_below[task] += le
+                below[task] += lt
+                inside[task].append(between)
+
+
 def kth_smallest_abs(space: CoefficientSpace, names: list[str], ranks: dict[int, int]) -> dict[int, float]:
     """For each task t in `ranks`, the ranks[t]-th smallest |x_t| over the coefficients of modules `names`."""
+    with kernels.kernel_threads():
+        return _kth_smallest_abs(space, names, ranks)
+
+
+def _kth_smallest_abs(space: CoefficientSpace, names: list[str], ranks: dict[int, int]) -> dict[int, float]:
     numels = {t: sum(space.modules[n].numel for n in names if t in space.modules[n].tasks) for t in ranks}
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     samples = {}
@@ -58,20 +88,7 @@ def kth_smallest_abs(space: CoefficientSpace, names: list[str], ranks: dict[int,
         below = dict.fromkeys(pending, 0)  # |x| < low
         at_or_below = dict.fromkeys(pending, 0)  # |x| ≤ low
         inside: dict[int, list[torch.Tensor]] = {t: [] for t in pending}
-        for name in names:
-            module = space.modules[name]
-            rows, cols = module.shape
-            buffer = torch.empty(module.chunk_rows, cols)
-            for position, task in enumerate(module.tasks):
-                if task not in brackets:
-                    continue
-                low, high = brackets[task]
-                for start in range(0, rows, module.chunk_rows):
-                    stop = min(rows, start + module.chunk_rows)
-                    values = space.rows(name, position, start, stop, buffer[: stop - start]).abs_()
-                    below[task] += int(torch.count_nonzero(values < low))
-                    at_or_below[task] += int(torch.count_nonzero(values <= low))
-                    inside[task].append(values[(values > low) & (values <= high)])
+        _count_pass(space, names, brackets, at_or_below, below, inside)
         for task in pending:
             k, low = ranks[task], brackets[task][0]
             gathered = torch.cat(inside[task])
