@@ -63,12 +63,16 @@ def _compact(slots, inside, offsets, out):  # pragma: no cover - compiled
         out[offsets[i] : offsets[i] + inside[i]] = slots[i, : inside[i]]
 
 
-def bracket(values: torch.Tensor, low: float, high: float) -> tuple[int, int, torch.Tensor]:
+def bracket_slots(rows: int, cols: int) -> np.ndarray:
+    """Scratch for `bracket` on blocks of up to rows × cols (+ 1 column: the store after the last kept value)."""
+    return np.empty((rows, cols + 1), dtype=np.float32)
+
+
+def bracket(values: torch.Tensor, low: float, high: float, slots: np.ndarray) -> tuple[int, int, torch.Tensor]:
     """For |values| (a 2-D block): #(≤ low), #(< low), and the entries in (low, high]."""
     array = values.numpy()
-    rows, cols = array.shape
+    rows = array.shape[0]
     at_or_below, below, inside = (np.empty(rows, dtype=np.int64) for _ in range(3))
-    slots = np.empty((rows, cols + 1), dtype=np.float32)  # + 1: the store after the last kept value
     _bracket_rows(array, np.float32(low), np.float32(high), at_or_below, below, inside, slots)
     offsets = np.zeros(rows, dtype=np.int64)
     np.cumsum(inside[:-1], out=offsets[1:])

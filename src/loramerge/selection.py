@@ -54,13 +54,14 @@ def _count_pass(
         module = space.modules[name]
         rows, cols = module.shape
         buffer = torch.empty(module.chunk_rows, cols)
+        slots = kernels.bracket_slots(module.chunk_rows, cols)
         for position, task in enumerate(module.tasks):
             if task not in brackets:
                 continue
             for start in range(0, rows, module.chunk_rows):
                 stop = min(rows, start + module.chunk_rows)
                 values = space.rows(name, position, start, stop, buffer[: stop - start])
-                le, lt, between = kernels.bracket(values, *brackets[task])
+                le, lt, between = kernels.bracket(values, *brackets[task], slots)
                 at_or_below[task] += le
                 below[task] += lt
                 inside[task].append(between)

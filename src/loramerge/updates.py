@@ -47,7 +47,7 @@ class DenseUpdate:
         return self.delta
 
     def squared_norm(self) -> float:
-        return float(self.delta.double().square().sum())
+        return float(torch.linalg.vector_norm(self.delta)) ** 2
 
 
 Update = LowRankUpdate | DenseUpdate
