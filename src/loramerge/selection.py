@@ -22,13 +22,8 @@ _BRACKET_SIGMAS = 6.0
 _WIDEN = 8.0
 
 
-def kept_count(numel: int, top_k: float) -> int:
-    """Entries KnOTS keeps at least: ⌊D·K⌋ + 1 via its kthvalue threshold (K = top_k/100, as a Python float)."""
-    return int(numel * (top_k / 100)) + 1
-
-
 def kth_rank(numel: int, top_k: float) -> int:
-    """The 1-based rank k = D − ⌊D·K⌋ of the threshold among the sorted |x_t| (K = top_k/100)."""
+    """The 1-based rank k = D − ⌊D·K⌋ of the threshold among the sorted |x_t|; |x| ≥ it keeps ⌊D·K⌋+1 or more."""
     return numel - int(numel * (top_k / 100))
 
 
