@@ -59,7 +59,7 @@ def _bracket_rows(values, low, high, at_or_below, below, inside, slots):  # prag
 
 @numba.njit(parallel=True, cache=True)
 def _compact(slots, inside, offsets, out):  # pragma: no cover - compiled
-    for i in numba.prange(slots.shape[0]):
+    for i in numba.prange(inside.shape[0]):  # the block's rows; `slots` may have more
         out[offsets[i] : offsets[i] + inside[i]] = slots[i, : inside[i]]
 
 
