@@ -47,14 +47,12 @@ def _count_pass(
 ) -> None:
     for name in names:
         module = space.modules[name]
-        rows, cols = module.shape
-        buffer = torch.empty(module.chunk_rows, cols)
-        slots = kernels.bracket_slots(module.chunk_rows, cols)
+        buffer = torch.empty(module.chunk_rows, module.shape[1])
+        slots = kernels.bracket_slots(module.chunk_rows, module.shape[1])
         for position, task in enumerate(module.tasks):
             if task not in brackets:
                 continue
-            for start in range(0, rows, module.chunk_rows):
-                stop = min(rows, start + module.chunk_rows)
+            for start, stop in module.row_blocks():
                 values = space.rows(name, position, start, stop, buffer[: stop - start])
                 le, lt, between = kernels.bracket(values, *brackets[task], slots)
                 at_or_below[task] += le
@@ -69,7 +67,7 @@ def kth_smallest_abs(space: CoefficientSpace, names: list[str], ranks: dict[int,
 
 
 def _kth_smallest_abs(space: CoefficientSpace, names: list[str], ranks: dict[int, int]) -> dict[int, float]:
-    numels = {t: sum(space.modules[n].numel for n in names if t in space.modules[n].tasks) for t in ranks}
+    numels = space.task_sizes(names)
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     samples = {}
     for task in sorted(ranks):
@@ -100,6 +98,4 @@ def trim_thresholds(space: CoefficientSpace, names: list[str], top_k: float) -> 
     """Per task, the KnOTS trim threshold over `names` (keep |x| ≥ threshold); empty when top_k ≥ 100."""
     if top_k >= 100:
         return {}
-    tasks = sorted({t for n in names for t in space.modules[n].tasks})
-    numels = {t: sum(space.modules[n].numel for n in names if t in space.modules[n].tasks) for t in tasks}
-    return kth_smallest_abs(space, names, {t: kth_rank(numels[t], top_k) for t in tasks})
+    return kth_smallest_abs(space, names, {t: kth_rank(d, top_k) for t, d in space.task_sizes(names).items()})

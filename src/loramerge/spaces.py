@@ -15,6 +15,7 @@ basis coefficients in float64 and then rounded to float32, as KnOTS does after i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,12 @@ class ModuleCoefficients:
     def chunk_rows(self) -> int:
         return max(1, CHUNK_ELEMENTS // max(1, self.shape[1]))
 
+    def row_blocks(self) -> Iterator[tuple[int, int]]:
+        """[start, stop) of each block of at most `chunk_rows` rows."""
+        rows = self.shape[0]
+        for start in range(0, rows, self.chunk_rows):
+            yield start, min(rows, start + self.chunk_rows)
+
     def dense(self, position: int) -> torch.Tensor:
         return (self.left[position] @ self.right[position]).float()
 
@@ -63,6 +70,15 @@ class CoefficientSpace:
 
     def tasks(self) -> list[int]:
         return sorted({task for module in self.modules.values() for task in module.tasks})
+
+    def task_sizes(self, names: list[str]) -> dict[int, int]:
+        """Per task, its number of coefficients over the modules `names` (the D of a trim scope)."""
+        sizes: dict[int, int] = {}
+        for name in names:
+            module = self.modules[name]
+            for task in module.tasks:
+                sizes[task] = sizes.get(task, 0) + module.numel
+        return dict(sorted(sizes.items()))
 
     def rows(self, name: str, position: int, start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
         """Rows [start, stop) of the coefficient of the module's `position`-th task, written into `out`."""

@@ -28,10 +28,8 @@ from loramerge.updates import Update
 def coefficient_blocks(space: CoefficientSpace, name: str) -> Iterator[tuple[int, int, torch.Tensor]]:
     """(start, stop, tasks × rows × cols block of raw coefficients) over the module's rows; the buffer is reused."""
     module = space.modules[name]
-    rows, cols = module.shape
-    buffer = torch.empty(len(module.tasks), module.chunk_rows, cols)
-    for start in range(0, rows, module.chunk_rows):
-        stop = min(rows, start + module.chunk_rows)
+    buffer = torch.empty(len(module.tasks), module.chunk_rows, module.shape[1])
+    for start, stop in module.row_blocks():
         block = buffer[:, : stop - start]
         for position in range(len(module.tasks)):
             space.rows(name, position, start, stop, block[position])
