@@ -1,30 +1,39 @@
-"""loramerge: exact, fast merging of LoRA adapters (TA, TIES, DARE-TIES, KnOTS, Core Space, CUR, SVD+CUR hybrid)."""
+"""loramerge: exact, fast merging of LoRA adapters (TA, TIES, DARE-TIES, KnOTS, Core Space, CUR, SVD+CUR hybrid).
 
-from loramerge.adapters import AdapterSet, load_adapter, load_adapters
-from loramerge.api import iter_merge, merge, merge_to_folder
-from loramerge.cache import load_decomposition, save_decomposition
-from loramerge.decompose import Decomposition, decompose
-from loramerge.errors import AdapterError, CacheError, LoramergeError, ParameterError
-from loramerge.methods import METHODS, get_method
-from loramerge.updates import DenseUpdate, LowRankUpdate
+The public names load lazily (PEP 562): the workflow imports `loramerge.plan` at every DAG build, and that must not
+pay for importing torch.
+"""
 
-__all__ = [
-    "METHODS",
-    "AdapterError",
-    "AdapterSet",
-    "CacheError",
-    "Decomposition",
-    "DenseUpdate",
-    "LoramergeError",
-    "LowRankUpdate",
-    "ParameterError",
-    "decompose",
-    "get_method",
-    "iter_merge",
-    "load_adapter",
-    "load_adapters",
-    "load_decomposition",
-    "merge",
-    "merge_to_folder",
-    "save_decomposition",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "AdapterSet": "loramerge.adapters",
+    "load_adapter": "loramerge.adapters",
+    "load_adapters": "loramerge.adapters",
+    "iter_merge": "loramerge.api",
+    "merge": "loramerge.api",
+    "merge_to_folder": "loramerge.api",
+    "load_decomposition": "loramerge.cache",
+    "save_decomposition": "loramerge.cache",
+    "Decomposition": "loramerge.decompose",
+    "decompose": "loramerge.decompose",
+    "AdapterError": "loramerge.errors",
+    "CacheError": "loramerge.errors",
+    "LoramergeError": "loramerge.errors",
+    "ParameterError": "loramerge.errors",
+    "METHODS": "loramerge.methods",
+    "get_method": "loramerge.methods",
+    "DenseUpdate": "loramerge.updates",
+    "LowRankUpdate": "loramerge.updates",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'loramerge' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 from loramerge.adapters import AdapterSet, load_adapters
+from loramerge.atomic import write_json
 from loramerge.decompose import Decomposition
 from loramerge.errors import ParameterError
-from loramerge.io import atomic_directory, write_delta, write_json, write_peft_adapter
+from loramerge.io import atomic_directory, write_delta, write_peft_adapter
 from loramerge.methods import MergeContext, get_method
 from loramerge.updates import Update
 

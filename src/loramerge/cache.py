@@ -12,9 +12,10 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from loramerge.adapters import AdapterSet
+from loramerge.atomic import write_json
 from loramerge.decompose import CurBasis, Decomposition, SvdBasis
 from loramerge.errors import CacheError
-from loramerge.io import atomic_directory, write_json
+from loramerge.io import atomic_directory
 
 FORMAT = "loramerge-decomposition"
 VERSION = 1

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from loramerge.adapters import CONFIG_FILE, SAFETENSORS_FILE
+from loramerge.atomic import write_json
 from loramerge.errors import LoramergeError
 from loramerge.updates import LowRankUpdate, Update
 
@@ -44,14 +45,6 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
             if parent.exists() and not any(parent.iterdir()):
                 parent.rmdir()
         raise
-
-
-def write_json(path: str | Path, payload: Any) -> None:
-    """Deterministic, atomic JSON (sorted keys, no timestamps)."""
-    path = Path(path)
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(staging, path)
 
 
 def write_safetensors_stream(

@@ -1,0 +1,30 @@
+"""loramerge: reproduce 'On the Representation Geometry of LoRA Model Merging' end to end.
+
+The default configuration is the offline demo suite; see README.md and config/README.md."""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/common.smk"
+include: "workflow/data.smk"
+include: "workflow/adapters.smk"
+include: "workflow/decompose.smk"
+include: "workflow/merge.smk"
+include: "workflow/evaluate.smk"
+include: "workflow/search.smk"
+include: "workflow/analysis.smk"
+include: "workflow/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,9 @@
+from pathlib import Path
+
+from loramerge.jobs import job_log
+from loramerge.report.tables import load_energy, table1_svd_energy, table2_cur_energy, write_table
+
+with job_log(snakemake.log[0], snakemake.threads):
+    energy = load_energy(Path(snakemake.input[0]) / "energy.csv")
+    write_table(table1_svd_energy(energy), Path(snakemake.output.svd_csv).with_suffix(""))
+    write_table(table2_cur_energy(energy), Path(snakemake.output.cur_csv).with_suffix(""))

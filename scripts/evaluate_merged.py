@@ -1,0 +1,22 @@
+from itertools import product
+from pathlib import Path
+
+from loramerge.atomic import write_json
+from loramerge.jobs import job_log, pick_device
+from loramerge.vision.evaluate import EvalTask, evaluate, load_head
+from loramerge.vision.model import load_backbone, load_update
+from loramerge.vision.tasks import load_split
+
+with job_log(snakemake.log[0], snakemake.threads) as log:
+    params = snakemake.params
+    device = pick_device(params.device, log)
+    heads = {task: load_head(Path(folder) / "head.safetensors")[0] for task, folder in zip(params.tasks, snakemake.input.adapters)}
+    tasks = []
+    for (task, split), path in zip(product(params.tasks, params.splits), snakemake.input.data):
+        images, labels, _ = load_split(path)
+        tasks.append(EvalTask(task, split, images, labels, heads[task]))
+    model = load_backbone(snakemake.input.backbone, device)
+    update = load_update(snakemake.input.merged)
+    records = evaluate(model, tasks, params.lambdas, update, params.batch_size, device, progress=True)
+    payload = {"method": snakemake.wildcards.method, "point": params.point, "records": records}
+    write_json(snakemake.output[0], payload)

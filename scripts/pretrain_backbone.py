@@ -1,0 +1,22 @@
+from loramerge.jobs import job_log
+from loramerge.vision.model import build_backbone, save_backbone
+from loramerge.vision.tasks import load_split
+from loramerge.vision.train import pretrain
+
+with job_log(snakemake.log[0], snakemake.threads) as log:
+    params = snakemake.params
+    images, labels, class_names = load_split(snakemake.input[0])
+    model = build_backbone({**params.backbone, "image_size": params.image_size}, params.seed)
+    settings = params.pretrain
+    stats = pretrain(
+        model,
+        images,
+        labels,
+        len(class_names),
+        settings["steps"],
+        settings["batch_size"],
+        settings["lr"],
+        params.seed,
+    )
+    log.info("pretraining: %s", stats)
+    save_backbone(model, snakemake.output[0])

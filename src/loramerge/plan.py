@@ -1,0 +1,172 @@
+"""The experiment plan a workflow config describes: which merges to run, which λ to evaluate, how to search.
+
+Pure Python on purpose: the Snakefile builds its DAG from this at every invocation, so it must not import torch.
+Range checks of single values live in the config schema; the checks here relate values to each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loramerge.errors import LoramergeError
+
+# Methods whose merges read the cached SVD/CUR decomposition (kept in step with the registry by a test).
+DECOMPOSITION_METHODS = frozenset({"knots_ties", "knots_dare_ties", "cur_ties", "cur_r_ties", "hybrid"})
+HYBRID = "hybrid"
+HYBRID_BRANCHES = {"svd": "knots_ties", "cur": "cur_ties"}
+BRANCH_PARAMS = ("lam", "top_k")
+
+
+class ConfigError(LoramergeError):
+    """A config value that is inconsistent with another; the message starts with the key's dotted path."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(f"config key '{key}': {problem}")
+
+
+def format_value(value: Any) -> str:
+    """One spelling per number, so 20, 20.0 and 2e1 name the same merge folder."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{float(value):g}"
+
+
+def point_name(point: Mapping[str, Any]) -> str:
+    """The folder name of one merge's structural hyper-parameters, e.g. `drop_p~0.5_seed~0_top_k~100`."""
+    return "_".join(f"{key}~{format_value(point[key])}" for key in sorted(point)) or "default"
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """One method's merges (one per point), the λ applied to each at evaluation, and its search space."""
+
+    method: str
+    points: dict[str, dict[str, Any]]
+    lambdas: list[float]
+    order: list[str]
+    grids: dict[str, list[Any]]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_decomposition(self) -> bool:
+        return self.method in DECOMPOSITION_METHODS
+
+    def search_spec(self) -> dict[str, Any]:
+        return {"order": self.order, "grids": self.grids, "defaults": self.defaults}
+
+
+def _grid_points(grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = [dict(fixed)]
+    for key in sorted(grid):
+        points = [{**point, key: value} for point in points for value in grid[key]]
+    return points
+
+
+def _method_plan(name: str, spec: Mapping[str, Any], lambdas: Sequence[float]) -> MethodPlan:
+    key = f"merge.methods.{name}"
+    grid = {param: list(values) for param, values in spec.get("grid", {}).items()}
+    fixed = dict(spec.get("fixed", {}))
+    defaults = dict(spec.get("defaults", {}))
+    order = list(spec["order"])
+    if "lam" not in order:
+        raise ConfigError(f"{key}.order", "must contain 'lam' (the merged update's scale is always searched)")
+    for param in order:
+        if param != "lam" and param not in grid:
+            raise ConfigError(f"{key}.order", f"'{param}' has no values in {key}.grid")
+    for param in grid:
+        if param not in order:
+            raise ConfigError(f"{key}.grid", f"'{param}' is swept but missing from {key}.order, so no search sets it")
+        if param in fixed:
+            raise ConfigError(f"{key}.fixed", f"'{param}' is both fixed and swept in {key}.grid")
+    for param, value in defaults.items():
+        if param not in grid:
+            raise ConfigError(f"{key}.defaults.{param}", f"'{param}' is not swept in {key}.grid")
+        if value not in grid[param]:
+            raise ConfigError(f"{key}.defaults.{param}", f"{value} is not one of the grid values {grid[param]}")
+    first_swept = order.index("lam")
+    for param in order[first_swept + 1 :]:
+        if param not in defaults:
+            raise ConfigError(
+                f"{key}.defaults", f"'{param}' is searched after 'lam', so the greedy search needs its default"
+            )
+    points = {point_name(point): point for point in _grid_points(grid, fixed)}
+    return MethodPlan(
+        method=name,
+        points=points,
+        lambdas=[float(value) for value in spec.get("lambdas", lambdas)],
+        order=order,
+        grids={"lam": [float(value) for value in spec.get("lambdas", lambdas)], **grid},
+        defaults={**fixed, **defaults},
+    )
+
+
+def _hybrid_plan(spec: Mapping[str, Any], methods: Mapping[str, Any]) -> MethodPlan:
+    for branch in HYBRID_BRANCHES.values():
+        if branch not in methods:
+            raise ConfigError("merge.hybrid", f"the hybrid's branches are tuned by the '{branch}' search; add it")
+    alphas = [float(alpha) for alpha in spec["alphas"]]
+    points = {point_name({"alpha": alpha}): {"alpha": alpha} for alpha in alphas}
+    return MethodPlan(HYBRID, points, [1.0], ["alpha"], {"alpha": alphas, "lam": [1.0]}, {"lam": 1.0})
+
+
+def build_plan(config: Mapping[str, Any]) -> dict[str, MethodPlan]:
+    """Every method's plan, in the config's method order with the hybrid last; raises ConfigError."""
+    merge = config["merge"]
+    plans = {name: _method_plan(name, spec, merge["lambdas"]) for name, spec in merge["methods"].items()}
+    if merge.get("hybrid"):
+        plans[HYBRID] = _hybrid_plan(merge["hybrid"], merge["methods"])
+    return plans
+
+
+def check_demo(config: Mapping[str, Any]) -> None:
+    """Relations inside the demo section that the schema cannot express."""
+    demo = config["demo"]
+    for task in demo["finetune"]["per_task"]:
+        if task not in demo["tasks"]:
+            raise ConfigError(f"demo.finetune.per_task.{task}", f"'{task}' is not one of demo.tasks")
+    backbone = demo["backbone"]
+    if demo["image_size"] % backbone["patch_size"]:
+        raise ConfigError("demo.backbone.patch_size", f"must divide demo.image_size ({demo['image_size']})")
+    if backbone["hidden_size"] % backbone["num_attention_heads"]:
+        raise ConfigError("demo.backbone.num_attention_heads", "must divide demo.backbone.hidden_size")
+
+
+def finetune_settings(config: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """One task's LoRA training settings: the shared ones with that task's overrides applied."""
+    finetune = config["demo"]["finetune"]
+    shared = {key: value for key, value in finetune.items() if key != "per_task"}
+    return {**shared, **finetune["per_task"].get(task, {})}
+
+
+def derive_seed(root: int, *tags: str) -> int:
+    """A seed for one random stream (e.g. `derive_seed(0, "data", "digits")`), independent of every other stream."""
+    digest = hashlib.sha256(json.dumps([root, *tags]).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def code_hash(paths: Sequence[str | Path]) -> str:
+    """Content hash of library files, passed as a rule parameter: Snakemake's `code` trigger only sees the script
+    file itself, not the library code it calls, and content (unlike mtime) survives a `git checkout`."""
+    digest = hashlib.sha256()
+    files = sorted(
+        file for path in map(Path, paths) for file in ([path] if path.is_file() else path.rglob("*.py"))
+    )
+    for file in files:
+        digest.update(file.as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def hybrid_branch_params(selections: Mapping[str, Mapping[str, Any]], selection: str) -> dict[str, Any]:
+    """The hybrid's branch settings (`svd.lam`, `cur.top_k`, …) from the searches of its branch methods."""
+    params: dict[str, Any] = {}
+    for prefix, method in HYBRID_BRANCHES.items():
+        chosen = selections[method][selection]["params"]
+        params.update({f"{prefix}.{name}": chosen[name] for name in BRANCH_PARAMS if name in chosen})
+    return params

@@ -1,0 +1,50 @@
+# Adapters of the demo suite: a tiny CLIP vision tower pre-trained on a shared image mixture, then one LoRA adapter
+# (with its classification head) per task, written in the folder format a downloaded adapter has.
+
+
+rule pretrain_backbone:
+    input:
+        "resources/{suite}/data/pretrain.safetensors",
+    output:
+        directory("resources/{suite}/backbone"),
+    params:
+        backbone=config["demo"]["backbone"],
+        image_size=config["demo"]["image_size"],
+        pretrain=config["demo"]["pretrain"],
+        seed=derive_seed(config["seed"], "pretrain"),
+        code=CODE["vision"],
+    threads: 2
+    resources:
+        gpu=DEVICE_GPUS,
+    log:
+        "logs/{suite}/pretrain_backbone.log",
+    benchmark:
+        "results/{suite}/benchmarks/pretrain_backbone.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/pretrain_backbone.py"
+
+
+rule finetune_adapter:
+    input:
+        backbone="resources/{suite}/backbone",
+        train="resources/{suite}/data/{task}/train.safetensors",
+    output:
+        directory("resources/{suite}/adapters/{task}"),
+    params:
+        settings=lambda wildcards: finetune_settings(config, wildcards.task),
+        seed=lambda wildcards: derive_seed(config["seed"], "finetune", wildcards.task),
+        device=config["device"],
+        code=CODE["vision"],
+    threads: 1
+    resources:
+        gpu=DEVICE_GPUS,
+    log:
+        "logs/{suite}/finetune_adapter/{task}.log",
+    benchmark:
+        "results/{suite}/benchmarks/finetune_adapter/{task}.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/finetune_adapter.py"

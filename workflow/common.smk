@@ -1,0 +1,114 @@
+# Config validation, the experiment plan and path helpers. No rules here.
+
+from snakemake.utils import validate
+
+from loramerge.errors import LoramergeError
+from loramerge.plan import (
+    HYBRID,
+    HYBRID_BRANCHES,
+    build_plan,
+    check_demo,
+    code_hash,
+    derive_seed,
+    finetune_settings,
+)
+
+
+validate(config, schema="schemas/config.schema.yaml")
+try:
+    check_demo(config)
+    PLANS = build_plan(config)
+except LoramergeError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
+
+SUITE = config["suite"]
+TASKS = list(config["demo"]["tasks"])
+SPLITS = ["train", "val", "test"]
+EVAL_SPLITS = ["val", "test"]
+LIBRARY = "src/loramerge"
+CODE = {
+    "vision": code_hash([f"{LIBRARY}/vision", f"{LIBRARY}/jobs.py"]),
+    "merge": code_hash(
+        [
+            f"{LIBRARY}/{name}"
+            for name in (
+                "adapters.py", "analysis.py", "api.py", "cache.py", "cli.py", "dare.py", "decompose.py", "io.py", "kernels.py",
+                "params.py", "selection.py", "spaces.py", "ties.py", "updates.py", "methods", "jobs.py",
+            )
+        ]
+    ),
+    "search": code_hash([f"{LIBRARY}/search.py"]),
+    "report": code_hash([f"{LIBRARY}/report"]),
+}
+DEVICE_GPUS = 1 if config["device"] == "cuda" else 0
+
+
+wildcard_constraints:
+    suite=SUITE,
+    task="|".join(TASKS),
+    split="|".join(SPLITS),
+    method="|".join(PLANS),
+    point=r"[A-Za-z0-9_.~\-]+",
+
+
+def adapter_dirs(wildcards):
+    return expand("resources/{suite}/adapters/{task}", suite=wildcards.suite, task=TASKS)
+
+
+def eval_data(wildcards):
+    return expand(
+        "resources/{suite}/data/{task}/{split}.safetensors",
+        suite=wildcards.suite,
+        task=TASKS,
+        split=EVAL_SPLITS,
+    )
+
+
+def merge_inputs(wildcards):
+    inputs = {"adapters": adapter_dirs(wildcards)}
+    if PLANS[wildcards.method].uses_decomposition:
+        inputs["decomposition"] = f"results/{wildcards.suite}/decomposition"
+    if wildcards.method == HYBRID:
+        inputs["branches"] = [
+            f"results/{wildcards.suite}/search/{branch}.json" for branch in HYBRID_BRANCHES.values()
+        ]
+    return inputs
+
+
+def method_evaluations(wildcards):
+    return expand(
+        "results/{suite}/eval/{method}/{point}.json",
+        suite=wildcards.suite,
+        method=wildcards.method,
+        point=PLANS[wildcards.method].points,
+    )
+
+
+def hybrid_evaluations(wildcards):
+    return expand(
+        "results/{suite}/eval/{method}/{point}.json",
+        suite=wildcards.suite,
+        method=HYBRID,
+        point=PLANS[HYBRID].points,
+    )
+
+
+def finetuned_results(wildcards):
+    return expand("results/{suite}/finetuned/{task}.json", suite=wildcards.suite, task=TASKS)
+
+
+def searches(wildcards):
+    return expand("results/{suite}/search/{method}.json", suite=wildcards.suite, method=PLANS)
+
+
+def final_outputs():
+    tables = ["table3_pertask", "table1_energy_svd", "table2_energy_cur"]
+    figures = ["fig1_overlap"]
+    if {"cur_ties", "cur_r_ties"} <= set(PLANS):
+        figures.append("fig2_ur_vs_r")
+    if HYBRID in PLANS:
+        tables.append("table7_alpha")
+        figures.append("fig3_alpha")
+    return expand(
+        "results/{suite}/tables/{table}.{ext}", suite=SUITE, table=tables, ext=["csv", "md"]
+    ) + expand("results/{suite}/figures/{figure}.{ext}", suite=SUITE, figure=figures, ext=["png", "pdf"])

@@ -1,0 +1,136 @@
+# The paper's tables and figures, each a CSV + Markdown pair or a PNG + PDF pair, all in the HTML report.
+
+
+rule table3:
+    input:
+        searches=searches,
+        finetuned=finetuned_results,
+    output:
+        csv=report(
+            "results/{suite}/tables/table3_pertask.csv",
+            caption="report/table3.rst",
+            category="Tables",
+        ),
+        md="results/{suite}/tables/table3_pertask.md",
+    params:
+        methods=list(PLANS),
+        tasks=TASKS,
+        code=CODE["report"],
+    log:
+        "logs/{suite}/table3.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/table3.py"
+
+
+rule table7:
+    input:
+        evaluations=hybrid_evaluations,
+        search="results/{suite}/search/hybrid.json",
+        finetuned=finetuned_results,
+    output:
+        csv=report(
+            "results/{suite}/tables/table7_alpha.csv",
+            caption="report/table7.rst",
+            category="Tables",
+        ),
+        md="results/{suite}/tables/table7_alpha.md",
+    params:
+        tasks=TASKS,
+        code=CODE["report"],
+    log:
+        "logs/{suite}/table7.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/table7.py"
+
+
+rule energy_tables:
+    input:
+        "results/{suite}/analysis",
+    output:
+        svd_csv=report(
+            "results/{suite}/tables/table1_energy_svd.csv",
+            caption="report/table1.rst",
+            category="Tables",
+        ),
+        svd_md="results/{suite}/tables/table1_energy_svd.md",
+        cur_csv=report(
+            "results/{suite}/tables/table2_energy_cur.csv",
+            caption="report/table2.rst",
+            category="Tables",
+        ),
+        cur_md="results/{suite}/tables/table2_energy_cur.md",
+    params:
+        code=CODE["report"],
+    log:
+        "logs/{suite}/energy_tables.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/energy_tables.py"
+
+
+rule figure1:
+    input:
+        "results/{suite}/analysis",
+    output:
+        png=report(
+            "results/{suite}/figures/fig1_overlap.png",
+            caption="report/fig1.rst",
+            category="Figures",
+        ),
+        pdf="results/{suite}/figures/fig1_overlap.pdf",
+    params:
+        code=CODE["report"],
+    log:
+        "logs/{suite}/figure1.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/figure1.py"
+
+
+rule figure2:
+    input:
+        ur="results/{suite}/search/cur_ties.json",
+        r="results/{suite}/search/cur_r_ties.json",
+    output:
+        png=report(
+            "results/{suite}/figures/fig2_ur_vs_r.png",
+            caption="report/fig2.rst",
+            category="Figures",
+        ),
+        pdf="results/{suite}/figures/fig2_ur_vs_r.pdf",
+    params:
+        tasks=TASKS,
+        code=CODE["report"],
+    log:
+        "logs/{suite}/figure2.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/figure2.py"
+
+
+rule figure3:
+    input:
+        table="results/{suite}/tables/table7_alpha.csv",
+        search="results/{suite}/search/hybrid.json",
+    output:
+        png=report(
+            "results/{suite}/figures/fig3_alpha.png",
+            caption="report/fig3.rst",
+            category="Figures",
+        ),
+        pdf="results/{suite}/figures/fig3_alpha.pdf",
+    params:
+        code=CODE["report"],
+    log:
+        "logs/{suite}/figure3.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/figure3.py"

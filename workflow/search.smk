@@ -1,0 +1,20 @@
+# Hyper-parameter selection on validation: the KnOTS authors' greedy linear search and the full-grid argmax, both
+# over the same evaluated grid; the test numbers of the chosen settings are read, never used to choose.
+
+
+rule search:
+    input:
+        evaluations=method_evaluations,
+        finetuned=finetuned_results,
+    output:
+        "results/{suite}/search/{method}.json",
+    params:
+        spec=lambda wildcards: PLANS[wildcards.method].search_spec(),
+        tasks=TASKS,
+        code=CODE["search"],
+    log:
+        "logs/{suite}/search/{method}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/search.py"
