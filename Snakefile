@@ -1,6 +1,7 @@
 """loramerge: reproduce 'On the Representation Geometry of LoRA Model Merging' end to end.
 
-The default configuration is the offline demo suite; see README.md and config/README.md."""
+The default configuration is the offline demo suite; see README.md and config/README.md.
+"""
 
 from snakemake.utils import min_version
 

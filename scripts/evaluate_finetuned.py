@@ -1,14 +1,20 @@
+from pathlib import Path
+
 from loramerge.atomic import write_json
 from loramerge.jobs import job_log, pick_device
-from loramerge.vision.evaluate import evaluate_adapter
+from loramerge.vision.evaluate import EvalTask, evaluate, load_head
+from loramerge.vision.model import load_backbone, load_update
+from loramerge.vision.tasks import load_split
+from loramerge.vision.train import HEAD_FILE
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     device = pick_device(snakemake.params.device, log)
-    task = snakemake.wildcards.task
-    splits = {"val": snakemake.input.val, "test": snakemake.input.test}
-    records = evaluate_adapter(
-        snakemake.input.backbone, snakemake.input.adapter, task, splits, snakemake.params.batch_size, device
-    )
+    task, adapter = snakemake.wildcards.task, snakemake.input.adapter
+    head, _ = load_head(Path(adapter) / HEAD_FILE)
+    tasks = [EvalTask(task, split, *load_split(snakemake.input[split])[:2], head) for split in ("val", "test")]
+    model = load_backbone(snakemake.input.backbone, device)
+    records = evaluate(model, tasks, [1.0], load_update(adapter), snakemake.params.batch_size, device, progress=True)
     for record in records:
         log.info("%s %s: %.4f", task, record["split"], record["accuracy"])
-    write_json(snakemake.output[0], {"task": task, "records": records})
+    finetuned = [{key: value for key, value in record.items() if key != "lam"} for record in records]
+    write_json(snakemake.output[0], {"task": task, "records": finetuned})

@@ -6,13 +6,15 @@ from loramerge.jobs import job_log, pick_device
 from loramerge.vision.evaluate import EvalTask, evaluate, load_head
 from loramerge.vision.model import load_backbone, load_update
 from loramerge.vision.tasks import load_split
+from loramerge.vision.train import HEAD_FILE
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     params = snakemake.params
     device = pick_device(params.device, log)
-    heads = {task: load_head(Path(folder) / "head.safetensors")[0] for task, folder in zip(params.tasks, snakemake.input.adapters)}
+    adapters = zip(params.tasks, snakemake.input.adapters, strict=True)
+    heads = {task: load_head(Path(folder) / HEAD_FILE)[0] for task, folder in adapters}
     tasks = []
-    for (task, split), path in zip(product(params.tasks, params.splits), snakemake.input.data):
+    for (task, split), path in zip(product(params.tasks, params.splits), snakemake.input.data, strict=True):
         images, labels, _ = load_split(path)
         tasks.append(EvalTask(task, split, images, labels, heads[task]))
     model = load_backbone(snakemake.input.backbone, device)

@@ -1,1 +1,12 @@
-# placeholder until report.figures lands
+from pathlib import Path
+
+import pandas as pd
+
+from loramerge.atomic import read_json
+from loramerge.jobs import job_log
+from loramerge.report.figures import figure3_alpha_curve
+
+with job_log(snakemake.log[0], snakemake.threads):
+    sweep = pd.read_csv(snakemake.input.table)
+    selected = read_json(snakemake.input.search)[snakemake.params.selection]["params"]["alpha"]
+    figure3_alpha_curve(sweep, Path(snakemake.output.png).with_suffix(""), selected_alpha=selected)

@@ -10,7 +10,9 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
     if hasattr(snakemake.input, "decomposition"):
         decomposition = load_decomposition(snakemake.input.decomposition, adapters)
     if method == HYBRID:
-        selections = {name: read_json(path) for name, path in zip(HYBRID_BRANCHES.values(), snakemake.input.branches)}
+        selections = {
+            name: read_json(path) for name, path in zip(HYBRID_BRANCHES.values(), snakemake.input.branches, strict=True)
+        }
         params.update(hybrid_branch_params(selections, snakemake.params.branch_selection))
     log.info("merging %s with %s", method, params)
     merge_to_folder(adapters, method, snakemake.output[0], params, decomposition=decomposition, progress=True)

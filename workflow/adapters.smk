@@ -7,21 +7,21 @@ rule pretrain_backbone:
         "resources/{suite}/data/pretrain.safetensors",
     output:
         directory("resources/{suite}/backbone"),
-    params:
-        backbone=config["demo"]["backbone"],
-        image_size=config["demo"]["image_size"],
-        pretrain=config["demo"]["pretrain"],
-        seed=derive_seed(config["seed"], "pretrain"),
-        code=CODE["vision"],
-    threads: 2
-    resources:
-        gpu=DEVICE_GPUS,
     log:
         "logs/{suite}/pretrain_backbone.log",
     benchmark:
         "results/{suite}/benchmarks/pretrain_backbone.tsv"
     conda:
         "../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=DEVICE_GPUS,
+    params:
+        backbone=config["demo"]["backbone"],
+        image_size=config["demo"]["image_size"],
+        pretrain=config["demo"]["pretrain"],
+        seed=derive_seed(config["seed"], "pretrain"),
+        code=CODE["vision"],
     script:
         "../scripts/pretrain_backbone.py"
 
@@ -32,19 +32,19 @@ rule finetune_adapter:
         train="resources/{suite}/data/{task}/train.safetensors",
     output:
         directory("resources/{suite}/adapters/{task}"),
-    params:
-        settings=lambda wildcards: finetune_settings(config, wildcards.task),
-        seed=lambda wildcards: derive_seed(config["seed"], "finetune", wildcards.task),
-        device=config["device"],
-        code=CODE["vision"],
-    threads: 1
-    resources:
-        gpu=DEVICE_GPUS,
     log:
         "logs/{suite}/finetune_adapter/{task}.log",
     benchmark:
         "results/{suite}/benchmarks/finetune_adapter/{task}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=DEVICE_GPUS,
+    params:
+        settings=lambda wildcards: finetune_settings(config, wildcards.task),
+        seed=lambda wildcards: derive_seed(config["seed"], "finetune", wildcards.task),
+        device=config["device"],
+        code=CODE["vision"],
     script:
         "../scripts/finetune_adapter.py"

@@ -7,12 +7,16 @@ rule analyze:
         adapter_dirs,
     output:
         directory("results/{suite}/analysis"),
-    params:
-        rank=f"--rank {config['analysis']['rank']}" if config["analysis"]["rank"] else "",
-        code=CODE["merge"],
     log:
         "logs/{suite}/analyze.log",
     conda:
         "../envs/merge.yaml"
+    params:
+        rank=(
+            f"--rank {config['analysis']['rank']}"
+            if config["analysis"]["rank"]
+            else ""
+        ),
+        code=CODE["merge"],
     shell:
         "loramerge analyze --adapters {input} --out {output} {params.rank} 2> {log}"

@@ -13,7 +13,6 @@ from loramerge.plan import (
     finetune_settings,
 )
 
-
 validate(config, schema="schemas/config.schema.yaml")
 try:
     check_demo(config)
@@ -25,15 +24,29 @@ SUITE = config["suite"]
 TASKS = list(config["demo"]["tasks"])
 SPLITS = ["train", "val", "test"]
 EVAL_SPLITS = ["val", "test"]
-LIBRARY = "src/loramerge"
+LIBRARY = f"{workflow.basedir}/src/loramerge"
 CODE = {
     "vision": code_hash([f"{LIBRARY}/vision", f"{LIBRARY}/jobs.py"]),
     "merge": code_hash(
         [
             f"{LIBRARY}/{name}"
             for name in (
-                "adapters.py", "analysis.py", "api.py", "cache.py", "cli.py", "dare.py", "decompose.py", "io.py", "kernels.py",
-                "params.py", "selection.py", "spaces.py", "ties.py", "updates.py", "methods", "jobs.py",
+                "adapters.py",
+                "analysis.py",
+                "api.py",
+                "cache.py",
+                "cli.py",
+                "dare.py",
+                "decompose.py",
+                "io.py",
+                "kernels.py",
+                "params.py",
+                "selection.py",
+                "spaces.py",
+                "ties.py",
+                "updates.py",
+                "methods",
+                "jobs.py",
             )
         ]
     ),
@@ -52,7 +65,9 @@ wildcard_constraints:
 
 
 def adapter_dirs(wildcards):
-    return expand("resources/{suite}/adapters/{task}", suite=wildcards.suite, task=TASKS)
+    return expand(
+        "resources/{suite}/adapters/{task}", suite=wildcards.suite, task=TASKS
+    )
 
 
 def eval_data(wildcards):
@@ -70,7 +85,8 @@ def merge_inputs(wildcards):
         inputs["decomposition"] = f"results/{wildcards.suite}/decomposition"
     if wildcards.method == HYBRID:
         inputs["branches"] = [
-            f"results/{wildcards.suite}/search/{branch}.json" for branch in HYBRID_BRANCHES.values()
+            f"results/{wildcards.suite}/search/{branch}.json"
+            for branch in HYBRID_BRANCHES.values()
         ]
     return inputs
 
@@ -94,11 +110,15 @@ def hybrid_evaluations(wildcards):
 
 
 def finetuned_results(wildcards):
-    return expand("results/{suite}/finetuned/{task}.json", suite=wildcards.suite, task=TASKS)
+    return expand(
+        "results/{suite}/finetuned/{task}.json", suite=wildcards.suite, task=TASKS
+    )
 
 
 def searches(wildcards):
-    return expand("results/{suite}/search/{method}.json", suite=wildcards.suite, method=PLANS)
+    return expand(
+        "results/{suite}/search/{method}.json", suite=wildcards.suite, method=PLANS
+    )
 
 
 def final_outputs():
@@ -110,5 +130,13 @@ def final_outputs():
         tables.append("table7_alpha")
         figures.append("fig3_alpha")
     return expand(
-        "results/{suite}/tables/{table}.{ext}", suite=SUITE, table=tables, ext=["csv", "md"]
-    ) + expand("results/{suite}/figures/{figure}.{ext}", suite=SUITE, figure=figures, ext=["png", "pdf"])
+        "results/{suite}/tables/{table}.{ext}",
+        suite=SUITE,
+        table=tables,
+        ext=["csv", "md"],
+    ) + expand(
+        "results/{suite}/figures/{figure}.{ext}",
+        suite=SUITE,
+        figure=figures,
+        ext=["png", "pdf"],
+    )

@@ -4,16 +4,16 @@
 rule pretrain_data:
     output:
         "resources/{suite}/data/pretrain.safetensors",
+    log:
+        "logs/{suite}/pretrain_data.log",
+    conda:
+        "../envs/train.yaml"
     params:
         sources=sorted({task["source"] for task in config["demo"]["tasks"].values()}),
         images_per_source=config["demo"]["pretrain"]["images_per_source"],
         image_size=config["demo"]["image_size"],
         seed=derive_seed(config["seed"], "pretrain-data"),
         code=CODE["vision"],
-    log:
-        "logs/{suite}/pretrain_data.log",
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/pretrain_data.py"
 
@@ -23,14 +23,14 @@ rule task_data:
         train="resources/{suite}/data/{task}/train.safetensors",
         val="resources/{suite}/data/{task}/val.safetensors",
         test="resources/{suite}/data/{task}/test.safetensors",
+    log:
+        "logs/{suite}/task_data/{task}.log",
+    conda:
+        "../envs/train.yaml"
     params:
         spec=lambda wildcards: config["demo"]["tasks"][wildcards.task],
         image_size=config["demo"]["image_size"],
         seed=lambda wildcards: derive_seed(config["seed"], "task-data", wildcards.task),
         code=CODE["vision"],
-    log:
-        "logs/{suite}/task_data/{task}.log",
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/task_data.py"

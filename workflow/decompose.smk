@@ -6,6 +6,13 @@ rule decompose:
         adapter_dirs,
     output:
         directory("results/{suite}/decomposition"),
+    log:
+        "logs/{suite}/decompose.log",
+    benchmark:
+        "results/{suite}/benchmarks/decompose.tsv"
+    conda:
+        "../envs/merge.yaml"
+    threads: 1
     params:
         svd_tol=config["decompose"]["svd_tol"],
         cur_rank=(
@@ -14,13 +21,6 @@ rule decompose:
             else ""
         ),
         code=CODE["merge"],
-    threads: 1
-    log:
-        "logs/{suite}/decompose.log",
-    benchmark:
-        "results/{suite}/benchmarks/decompose.tsv"
-    conda:
-        "../envs/merge.yaml"
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} loramerge decompose --adapters {input} "
         "--out {output} --svd-tol {params.svd_tol} {params.cur_rank} 2> {log}"

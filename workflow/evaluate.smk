@@ -10,19 +10,19 @@ rule evaluate_finetuned:
         test="resources/{suite}/data/{task}/test.safetensors",
     output:
         "results/{suite}/finetuned/{task}.json",
-    params:
-        batch_size=config["evaluate"]["batch_size"],
-        device=config["device"],
-        code=CODE["vision"],
-    threads: config["evaluate"]["threads"]
-    resources:
-        gpu=DEVICE_GPUS,
     log:
         "logs/{suite}/evaluate_finetuned/{task}.log",
     benchmark:
         "results/{suite}/benchmarks/evaluate_finetuned/{task}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: config["evaluate"]["threads"]
+    resources:
+        gpu=DEVICE_GPUS,
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["device"],
+        code=CODE["vision"],
     script:
         "../scripts/evaluate_finetuned.py"
 
@@ -35,6 +35,15 @@ rule evaluate_merged:
         data=eval_data,
     output:
         "results/{suite}/eval/{method}/{point}.json",
+    log:
+        "logs/{suite}/evaluate_merged/{method}/{point}.log",
+    benchmark:
+        "results/{suite}/benchmarks/evaluate_merged/{method}/{point}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["evaluate"]["threads"]
+    resources:
+        gpu=DEVICE_GPUS,
     params:
         tasks=TASKS,
         splits=EVAL_SPLITS,
@@ -43,14 +52,5 @@ rule evaluate_merged:
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
         code=CODE["vision"],
-    threads: config["evaluate"]["threads"]
-    resources:
-        gpu=DEVICE_GPUS,
-    log:
-        "logs/{suite}/evaluate_merged/{method}/{point}.log",
-    benchmark:
-        "results/{suite}/benchmarks/evaluate_merged/{method}/{point}.tsv"
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/evaluate_merged.py"

@@ -7,16 +7,16 @@ rule merge:
         unpack(merge_inputs),
     output:
         directory("results/{suite}/merged/{method}/{point}"),
-    params:
-        point=lambda wildcards: PLANS[wildcards.method].points[wildcards.point],
-        branch_selection=config["search"]["hybrid_branches"],
-        code=CODE["merge"],
-    threads: 1
     log:
         "logs/{suite}/merge/{method}/{point}.log",
     benchmark:
         "results/{suite}/benchmarks/merge/{method}/{point}.tsv"
     conda:
         "../envs/merge.yaml"
+    threads: 1
+    params:
+        point=lambda wildcards: PLANS[wildcards.method].points[wildcards.point],
+        branch_selection=config["search"]["selection"],
+        code=CODE["merge"],
     script:
         "../scripts/merge.py"

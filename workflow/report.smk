@@ -12,14 +12,14 @@ rule table3:
             category="Tables",
         ),
         md="results/{suite}/tables/table3_pertask.md",
-    params:
-        methods=list(PLANS),
-        tasks=TASKS,
-        code=CODE["report"],
     log:
         "logs/{suite}/table3.log",
     conda:
         "../envs/report.yaml"
+    params:
+        methods=list(PLANS),
+        tasks=TASKS,
+        code=CODE["report"],
     script:
         "../scripts/table3.py"
 
@@ -36,13 +36,13 @@ rule table7:
             category="Tables",
         ),
         md="results/{suite}/tables/table7_alpha.md",
-    params:
-        tasks=TASKS,
-        code=CODE["report"],
     log:
         "logs/{suite}/table7.log",
     conda:
         "../envs/report.yaml"
+    params:
+        tasks=TASKS,
+        code=CODE["report"],
     script:
         "../scripts/table7.py"
 
@@ -63,12 +63,12 @@ rule energy_tables:
             category="Tables",
         ),
         cur_md="results/{suite}/tables/table2_energy_cur.md",
-    params:
-        code=CODE["report"],
     log:
         "logs/{suite}/energy_tables.log",
     conda:
         "../envs/report.yaml"
+    params:
+        code=CODE["report"],
     script:
         "../scripts/energy_tables.py"
 
@@ -83,12 +83,12 @@ rule figure1:
             category="Figures",
         ),
         pdf="results/{suite}/figures/fig1_overlap.pdf",
-    params:
-        code=CODE["report"],
     log:
         "logs/{suite}/figure1.log",
     conda:
         "../envs/report.yaml"
+    params:
+        code=CODE["report"],
     script:
         "../scripts/figure1.py"
 
@@ -104,13 +104,14 @@ rule figure2:
             category="Figures",
         ),
         pdf="results/{suite}/figures/fig2_ur_vs_r.pdf",
-    params:
-        tasks=TASKS,
-        code=CODE["report"],
     log:
         "logs/{suite}/figure2.log",
     conda:
         "../envs/report.yaml"
+    params:
+        selection=config["search"]["selection"],
+        tasks=TASKS,
+        code=CODE["report"],
     script:
         "../scripts/figure2.py"
 
@@ -126,11 +127,12 @@ rule figure3:
             category="Figures",
         ),
         pdf="results/{suite}/figures/fig3_alpha.pdf",
-    params:
-        code=CODE["report"],
     log:
         "logs/{suite}/figure3.log",
     conda:
         "../envs/report.yaml"
+    params:
+        selection=config["search"]["selection"],
+        code=CODE["report"],
     script:
         "../scripts/figure3.py"

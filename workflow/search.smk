@@ -8,13 +8,13 @@ rule search:
         finetuned=finetuned_results,
     output:
         "results/{suite}/search/{method}.json",
-    params:
-        spec=lambda wildcards: PLANS[wildcards.method].search_spec(),
-        tasks=TASKS,
-        code=CODE["search"],
     log:
         "logs/{suite}/search/{method}.log",
     conda:
         "../envs/report.yaml"
+    params:
+        spec=lambda wildcards: PLANS[wildcards.method].search_spec(),
+        tasks=TASKS,
+        code=CODE["search"],
     script:
         "../scripts/search.py"

@@ -152,14 +152,16 @@ def derive_seed(root: int, *tags: str) -> int:
 
 def code_hash(paths: Sequence[str | Path]) -> str:
     """Content hash of library files, passed as a rule parameter: Snakemake's `code` trigger only sees the script
-    file itself, not the library code it calls, and content (unlike mtime) survives a `git checkout`."""
+    file itself, not the library code it calls, and content (unlike mtime) survives a `git checkout`. Names enter
+    relative to each given path, so the hash does not depend on where the repository is cloned."""
     digest = hashlib.sha256()
-    files = sorted(
-        file for path in map(Path, paths) for file in ([path] if path.is_file() else path.rglob("*.py"))
-    )
-    for file in files:
-        digest.update(file.as_posix().encode())
-        digest.update(file.read_bytes())
+    for path in map(Path, paths):
+        files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        if not files:
+            raise ConfigError("code", f"{path}: no library code found")
+        for file in files:
+            digest.update(f"{path.name}/{file.relative_to(path).as_posix()}".encode())
+            digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
 
 
