@@ -18,7 +18,8 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
         images, labels, _ = load_split(path)
         tasks.append(EvalTask(task, split, images, labels, heads[task]))
     model = load_backbone(snakemake.input.backbone, device)
-    update = load_update(snakemake.input.merged)
-    records = evaluate(model, tasks, params.lambdas, update, params.batch_size, device, progress=True)
-    payload = {"method": snakemake.wildcards.method, "point": params.point, "records": records}
-    write_json(snakemake.output[0], payload)
+    out = Path(snakemake.output[0])
+    for (name, point), merged in zip(params.points.items(), snakemake.input.merged, strict=True):
+        log.info("evaluating %s", merged)
+        records = evaluate(model, tasks, params.lambdas, load_update(merged), params.batch_size, device, progress=True)
+        write_json(out / f"{name}.json", {"method": snakemake.wildcards.method, "point": point, "records": records})

@@ -1,12 +1,13 @@
+from pathlib import Path
+
 from loramerge.atomic import write_json
 from loramerge.jobs import job_log
 from loramerge.search import select_method
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     spec = snakemake.params.spec
-    selection = select_method(
-        snakemake.input.evaluations, snakemake.input.finetuned, spec["order"], spec["grids"], spec["defaults"]
-    )
+    evaluations = sorted(Path(snakemake.input.evaluations).glob("*.json"))
+    selection = select_method(evaluations, snakemake.input.finetuned, spec["order"], spec["grids"], spec["defaults"])
     for rule in ("greedy", "grid"):
         chosen = selection[rule]
         log.info("%s: %s val %.2f test %.2f", rule, chosen["params"], chosen["val"]["mean"], chosen["test"]["mean"])

@@ -76,7 +76,7 @@ def expected_counts(config: dict) -> dict[str, int]:
         "decompose": 1,
         "analyze": 1,
         "merge": merges,
-        "evaluate_merged": merges,
+        "evaluate_merged": len(plans),
         "search": len(plans),
         "table3": 1,
         "table7": 1,

@@ -91,21 +91,12 @@ def merge_inputs(wildcards):
     return inputs
 
 
-def method_evaluations(wildcards):
+def method_merges(wildcards):
     return expand(
-        "results/{suite}/eval/{method}/{point}.json",
+        "results/{suite}/merged/{method}/{point}",
         suite=wildcards.suite,
         method=wildcards.method,
         point=PLANS[wildcards.method].points,
-    )
-
-
-def hybrid_evaluations(wildcards):
-    return expand(
-        "results/{suite}/eval/{method}/{point}.json",
-        suite=wildcards.suite,
-        method=HYBRID,
-        point=PLANS[HYBRID].points,
     )
 
 

@@ -1,5 +1,6 @@
 # Evaluation: each fine-tuned adapter alone (the normalisation base), and every merged model on every task's
-# validation and test split with that task's head, at every λ of the method's search.
+# validation and test split with that task's head, at every λ of the method's search. One job evaluates all merges of
+# a method (one JSON per merge): start-up (importing torch and transformers, ~4 s) would otherwise dominate the demo.
 
 
 rule evaluate_finetuned:
@@ -30,25 +31,25 @@ rule evaluate_finetuned:
 rule evaluate_merged:
     input:
         backbone="resources/{suite}/backbone",
-        merged="results/{suite}/merged/{method}/{point}",
+        merged=method_merges,
         adapters=adapter_dirs,
         data=eval_data,
     output:
-        "results/{suite}/eval/{method}/{point}.json",
+        directory("results/{suite}/eval/{method}"),
     log:
-        "logs/{suite}/evaluate_merged/{method}/{point}.log",
+        "logs/{suite}/evaluate_merged/{method}.log",
     benchmark:
-        "results/{suite}/benchmarks/evaluate_merged/{method}/{point}.tsv"
+        "results/{suite}/benchmarks/evaluate_merged/{method}.tsv"
     conda:
         "../envs/train.yaml"
     threads: config["evaluate"]["threads"]
     resources:
         gpu=DEVICE_GPUS,
     params:
+        points=lambda wildcards: PLANS[wildcards.method].points,
+        lambdas=lambda wildcards: PLANS[wildcards.method].lambdas,
         tasks=TASKS,
         splits=EVAL_SPLITS,
-        lambdas=lambda wildcards: PLANS[wildcards.method].lambdas,
-        point=lambda wildcards: PLANS[wildcards.method].points[wildcards.point],
         batch_size=config["evaluate"]["batch_size"],
         device=config["device"],
         code=CODE["vision"],

@@ -26,7 +26,7 @@ rule table3:
 
 rule table7:
     input:
-        evaluations=hybrid_evaluations,
+        evaluations="results/{suite}/eval/hybrid",
         search="results/{suite}/search/hybrid.json",
         finetuned=finetuned_results,
     output:

@@ -4,7 +4,7 @@
 
 rule search:
     input:
-        evaluations=method_evaluations,
+        evaluations="results/{suite}/eval/{method}",
         finetuned=finetuned_results,
     output:
         "results/{suite}/search/{method}.json",

@@ -36,7 +36,6 @@ def job_log(log_path: str | Path, threads: int = 1) -> Iterator[logging.Logger]:
         logger.info("done in %.1f s", time.perf_counter() - start)
 
 
-
 def pick_device(requested: str, logger: logging.Logger) -> str:
     """The device a job runs on: `cuda` when asked for and present, else the CPU, saying so in the log."""
     import torch

@@ -1,0 +1,128 @@
+"""Accuracy of a backbone plus a scaled weight update on tasks with fixed cosine heads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from loramerge.vision.model import encode, load_backbone, load_update, updated
+from loramerge.vision.tasks import CLASS_NAMES_KEY, DataError
+from loramerge.vision.train import HEAD_FILE, HEAD_KEY
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    name: str
+    split: str
+    images: torch.Tensor  # uint8 N×3×S×S
+    labels: torch.Tensor  # int64 N
+    head: torch.Tensor  # n_classes × projection_dim
+
+
+def load_head(path: str | Path) -> tuple[torch.Tensor, list[str]]:
+    """(float32 n_classes × D head, class names) of a `head.safetensors` file, validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "head file does not exist")
+    try:
+        with safe_open(path, framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            keys = set(handle.keys())
+            if keys != {HEAD_KEY}:
+                raise DataError(path, f"expected one tensor {HEAD_KEY!r}, found {sorted(keys)}")
+            head = handle.get_tensor(HEAD_KEY)
+    except DataError:
+        raise
+    except Exception as error:  # safetensors raises several private error types on corrupt files
+        raise DataError(path, f"unreadable safetensors file: {error}") from error
+    try:
+        class_names = json.loads(header[CLASS_NAMES_KEY])
+    except (KeyError, json.JSONDecodeError) as error:
+        raise DataError(path, f"no valid {CLASS_NAMES_KEY!r} JSON list in the metadata ({error!r})") from None
+    if not isinstance(class_names, list) or not all(isinstance(name, str) for name in class_names):
+        raise DataError(path, f"{CLASS_NAMES_KEY!r} metadata must be a JSON list of strings")
+    if head.ndim != 2 or not head.is_floating_point() or head.shape[0] != len(class_names):
+        raise DataError(
+            path, f"head must be a float n_classes × D matrix for {len(class_names)} classes, got {tuple(head.shape)}"
+        )
+    if not torch.isfinite(head).all():
+        raise DataError(path, "head holds NaN or Inf")
+    return head.float(), class_names
+
+
+def count_correct(features: torch.Tensor, head: torch.Tensor, labels: torch.Tensor) -> int:
+    """Number of rows whose argmax(features @ head.T) equals the label."""
+    if features.shape[1] != head.shape[1]:
+        raise DataError("head", f"has dimension {head.shape[1]} but the features have {features.shape[1]}")
+    predictions = (features.float() @ head.float().T).argmax(dim=1)
+    return int((predictions == labels).sum())
+
+
+def _records(lam: float, tasks: Sequence[EvalTask], features: Sequence[torch.Tensor]) -> list[dict]:
+    records = []
+    for task, task_features in zip(tasks, features, strict=True):
+        correct, total = count_correct(task_features, task.head, task.labels), len(task.labels)
+        records.append(
+            {
+                "lam": float(lam),
+                "task": task.name,
+                "split": task.split,
+                "correct": correct,
+                "total": total,
+                "accuracy": correct / total if total else float("nan"),
+            }
+        )
+    return records
+
+
+def evaluate(
+    model: torch.nn.Module,
+    tasks: Sequence[EvalTask],
+    scales: Sequence[float],
+    update: Mapping[str, torch.Tensor] | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> list[dict]:
+    """One record per (scale, task): accuracy of W + scale · ΔW; weights are restored afterwards.
+
+    Without an update the model is encoded once and every scale gets the same records.
+    """
+    model.to(device)
+
+    def encode_all() -> list[torch.Tensor]:
+        return [encode(model, task.images, batch_size, device, progress) for task in tasks]
+
+    if update is None:
+        features = encode_all()
+        return [record for lam in scales for record in _records(lam, tasks, features)]
+    records = []
+    for lam in scales:
+        with updated(model, update, lam):
+            records.extend(_records(lam, tasks, encode_all()))
+    return records
+
+
+def evaluate_adapter(
+    backbone_folder: str | Path,
+    adapter_folder: str | Path,
+    task: str,
+    split: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Accuracy of one fine-tuned adapter on its own task: backbone + its ΔW at scale 1, with its saved head."""
+    head, class_names = load_head(Path(adapter_folder) / HEAD_FILE)
+    if len(labels) and int(labels.max()) >= len(class_names):
+        raise DataError(adapter_folder, f"the head has {len(class_names)} classes but a label is {int(labels.max())}")
+    model = load_backbone(backbone_folder, device)
+    eval_task = EvalTask(task, split, images, labels, head)
+    return evaluate(model, [eval_task], [1.0], load_update(adapter_folder), batch_size, device, progress)[0]

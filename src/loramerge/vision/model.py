@@ -1,0 +1,204 @@
+"""A tiny CLIP-style vision transformer, image encoding, and dense weight updates applied to it in place."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from tqdm import tqdm
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from loramerge.adapters import CONFIG_FILE as ADAPTER_CONFIG_FILE
+from loramerge.adapters import load_adapter
+from loramerge.errors import AdapterError, LoramergeError
+from loramerge.io import DELTA_FILE, atomic_directory
+
+# A CLIP-shaped model small enough to pretrain in seconds on two CPU cores.
+DEFAULT_BACKBONE_CONFIG: dict[str, int] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "image_size": 32,
+    "patch_size": 8,
+    "projection_dim": 32,
+}
+# OpenAI CLIP's normalisation constants, so the demo backbone preprocesses like the real ones.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+BACKBONE_WEIGHTS = "model.safetensors"
+BACKBONE_CONFIG = "config.json"
+
+
+class ModelError(LoramergeError):
+    """A backbone folder, weight update or module that cannot be used; the message starts with its path or name."""
+
+    def __init__(self, subject: str | Path, problem: str) -> None:
+        self.subject = str(subject)
+        self.problem = problem
+        super().__init__(f"{self.subject}: {problem}")
+
+
+def build_backbone(config: Mapping[str, int] | None = None, seed: int = 0) -> CLIPVisionModelWithProjection:
+    """A randomly initialised backbone (defaults: DEFAULT_BACKBONE_CONFIG); the same seed gives the same weights."""
+    settings = {**DEFAULT_BACKBONE_CONFIG, **(config or {})}
+    unknown = set(settings) - set(CLIPVisionConfig().to_dict())
+    if unknown:
+        raise ModelError("backbone config", f"unknown CLIPVisionConfig keys: {sorted(unknown)}")
+    if settings["image_size"] % settings["patch_size"]:
+        raise ModelError("backbone config", f"image_size {settings['image_size']} is not a multiple of patch_size")
+    # fork_rng: seed the initialisation without changing the caller's global random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPVisionModelWithProjection(CLIPVisionConfig(**settings))
+    return model.eval()
+
+
+def save_backbone(model: CLIPVisionModelWithProjection, folder: str | Path, overwrite: bool = False) -> None:
+    """`config.json` + `model.safetensors`, written to a staging folder that is renamed into place when complete."""
+    with atomic_directory(folder, overwrite=overwrite) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+
+
+def load_backbone(folder: str | Path, device: str | torch.device = "cpu") -> CLIPVisionModelWithProjection:
+    """A backbone saved by `save_backbone` (local files only, no remote code), in eval mode on `device`."""
+    folder = Path(folder)
+    for name in (BACKBONE_CONFIG, BACKBONE_WEIGHTS):
+        if not (folder / name).is_file():
+            raise ModelError(folder, f"missing {name}: not a saved backbone folder")
+    try:
+        model = CLIPVisionModelWithProjection.from_pretrained(
+            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        )
+    except Exception as error:  # transformers raises many types (OSError, ValueError, safetensors errors)
+        raise ModelError(folder, f"cannot load the backbone: {error}") from error
+    return model.to(device).eval()
+
+
+def preprocess(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N×3×S×S -> float32, scaled to [0, 1] and normalised with CLIP's channel mean and std."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ModelError("images", f"expected uint8 N×3×S×S, got {images.dtype} {tuple(images.shape)}")
+    mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - mean) / std
+
+
+def image_features(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """L2-normalised projected embeddings; works for the backbone and for a peft model wrapping it."""
+    return F.normalize(model(pixel_values=pixel_values).image_embeds.float(), dim=-1)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def encode(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """L2-normalised `image_embeds` (N × projection_dim, float32, CPU) of uint8 images; fp16 autocast on CUDA."""
+    device = torch.device(device) if device is not None else _device_of(model)
+    if _device_of(model) != device:
+        model.to(device)
+    chunks = []
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+        for start in tqdm(range(0, len(images), batch_size), desc="encode", disable=not progress, leave=False):
+            batch = preprocess(images[start : start + batch_size].to(device))
+            chunks.append(image_features(model, batch).cpu())
+    if not chunks:
+        return torch.zeros(0, model.config.projection_dim)
+    return torch.cat(chunks)
+
+
+# --------------------------------------------------------------------------------------------- weight updates
+
+
+def load_update(folder: str | Path) -> dict[str, torch.Tensor]:
+    """Canonical module path -> dense float32 ΔW (O × I) of a peft adapter folder or a `delta.safetensors` folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(folder, "update folder does not exist")
+    has_adapter, has_delta = (folder / ADAPTER_CONFIG_FILE).is_file(), (folder / DELTA_FILE).is_file()
+    if has_adapter and has_delta:
+        raise ModelError(folder, f"holds both {ADAPTER_CONFIG_FILE} and {DELTA_FILE}; which update is meant?")
+    if has_adapter:
+        adapter = load_adapter(folder)
+        return {module: lora.delta() for module, lora in adapter.modules.items()}
+    if not has_delta:
+        raise ModelError(folder, f"neither a peft adapter ({ADAPTER_CONFIG_FILE}) nor a dense update ({DELTA_FILE})")
+    path = folder / DELTA_FILE
+    try:
+        tensors = load_file(path, device="cpu")
+    except Exception as error:  # safetensors raises several private error types on corrupt files
+        raise AdapterError(path, f"unreadable safetensors file: {error}") from error
+    update = {}
+    for key, tensor in sorted(tensors.items()):
+        if not key.endswith(".weight"):
+            raise AdapterError(path, f"tensor {key!r} is not named <module path>.weight")
+        if tensor.ndim != 2 or not tensor.is_floating_point():
+            raise AdapterError(
+                path, f"tensor {key!r} must be a 2-D float matrix, got {tensor.dtype} {tuple(tensor.shape)}"
+            )
+        if not torch.isfinite(tensor).all():
+            raise AdapterError(path, f"tensor {key!r} holds NaN or Inf")
+        update[key.removesuffix(".weight")] = tensor.float()
+    if not update:
+        raise AdapterError(path, "no tensors")
+    return update
+
+
+def _linear(model: torch.nn.Module, module_path: str) -> torch.nn.Linear:
+    # Adapters trained on a bare CLIPVisionTransformer name modules without the `vision_model.` root.
+    for candidate in (module_path, f"vision_model.{module_path}"):
+        try:
+            module = model.get_submodule(candidate)
+        except AttributeError:
+            continue
+        if not isinstance(module, torch.nn.Linear):
+            raise ModelError(module_path, f"is a {type(module).__name__}, not a linear layer")
+        return module
+    raise ModelError(module_path, f"no such module in the {type(model).__name__}")
+
+
+def _resolve(model: torch.nn.Module, update: Mapping[str, torch.Tensor]) -> dict[str, torch.nn.Linear]:
+    """Every module the update touches, checked before any weight changes."""
+    layers = {}
+    for module_path, delta in update.items():
+        layer = _linear(model, module_path)
+        if tuple(delta.shape) != tuple(layer.weight.shape):
+            raise ModelError(
+                module_path, f"update has shape {tuple(delta.shape)} but the weight is {tuple(layer.weight.shape)}"
+            )
+        layers[module_path] = layer
+    return layers
+
+
+def apply_update(model: torch.nn.Module, update: Mapping[str, torch.Tensor], scale: float = 1.0) -> None:
+    """W += scale · ΔW in place for every module of the update (canonical module paths)."""
+    layers = _resolve(model, update)
+    with torch.no_grad():
+        for module_path, layer in layers.items():
+            weight = layer.weight
+            weight.add_(update[module_path].to(device=weight.device, dtype=weight.dtype), alpha=scale)
+
+
+@contextlib.contextmanager
+def updated(model: torch.nn.Module, update: Mapping[str, torch.Tensor], scale: float = 1.0) -> Iterator[None]:
+    """The model with W + scale · ΔW inside the block; the touched weights are restored exactly afterwards."""
+    layers = _resolve(model, update)
+    saved = {module_path: layer.weight.detach().clone() for module_path, layer in layers.items()}
+    try:
+        apply_update(model, update, scale)
+        yield
+    finally:
+        with torch.no_grad():
+            for module_path, layer in layers.items():
+                layer.weight.copy_(saved[module_path])
