@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from loramerge.report import write_atomically
+from loramerge.atomic import write_atomically
 from loramerge.report.tables import (
     SWEEP_AVERAGE_COLUMN,
     SWEEP_VAL_AVERAGE_COLUMN,

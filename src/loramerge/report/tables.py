@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from loramerge.report import write_text_atomically
+from loramerge.atomic import write_text
 from loramerge.search import Finetuned, ParamValue, SettingTable, SplitScores, setting_key
 
 METHOD_DISPLAY_NAMES = {
@@ -298,6 +298,6 @@ def to_csv(table: pd.DataFrame, float_format: str = CSV_FLOAT_FORMAT) -> str:
 def write_table(table: pd.DataFrame, stem: str | Path, *, float_format: str = CSV_FLOAT_FORMAT) -> tuple[Path, Path]:
     """Write ``<stem>.csv`` and ``<stem>.md`` atomically; returns both paths."""
     stem = Path(stem)
-    csv_path = write_text_atomically(stem.with_name(stem.name + ".csv"), to_csv(table, float_format))
-    markdown_path = write_text_atomically(stem.with_name(stem.name + ".md"), to_markdown(table))
+    csv_path = write_text(stem.with_name(stem.name + ".csv"), to_csv(table, float_format))
+    markdown_path = write_text(stem.with_name(stem.name + ".md"), to_markdown(table))
     return csv_path, markdown_path

@@ -8,8 +8,6 @@ does not change the test images. Drawing is vectorised over the batch (coordinat
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from loramerge.atomic import write_atomically
 from loramerge.errors import LoramergeError
 
 IMAGES_KEY, LABELS_KEY = "images", "labels"
@@ -412,16 +411,8 @@ def save_split(
     if CLASS_NAMES_KEY in header:
         raise DataError(path, f"metadata key {CLASS_NAMES_KEY!r} is reserved for the class names")
     header[CLASS_NAMES_KEY] = json.dumps(list(class_names))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
-        tensors = {IMAGES_KEY: images.contiguous(), LABELS_KEY: labels.contiguous()}
-        save_file(tensors, staging, metadata=header)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    tensors = {IMAGES_KEY: images.contiguous(), LABELS_KEY: labels.contiguous()}
+    write_atomically(path, lambda staging: save_file(tensors, staging, metadata=header))
 
 
 def _check_split(path: Path, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> None:
