@@ -7,7 +7,7 @@ from loramerge.vision.model import load_backbone, load_update
 from loramerge.vision.tasks import load_split
 from loramerge.vision.train import HEAD_FILE
 
-with job_log(snakemake.log[0], snakemake.threads) as log:
+with job_log(snakemake.log[0], snakemake.params.threads) as log:
     device = pick_device(snakemake.params.device, log)
     task, adapter = snakemake.wildcards.task, snakemake.input.adapter
     head, _ = load_head(Path(adapter) / HEAD_FILE)

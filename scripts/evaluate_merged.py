@@ -8,8 +8,8 @@ from loramerge.vision.model import load_backbone, load_update
 from loramerge.vision.tasks import load_split
 from loramerge.vision.train import HEAD_FILE
 
-with job_log(snakemake.log[0], snakemake.threads) as log:
-    params = snakemake.params
+params = snakemake.params
+with job_log(snakemake.log[0], params.threads) as log:
     device = pick_device(params.device, log)
     adapters = zip(params.tasks, snakemake.input.adapters, strict=True)
     heads = {task: load_head(Path(folder) / HEAD_FILE)[0] for task, folder in adapters}

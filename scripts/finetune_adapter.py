@@ -2,7 +2,7 @@ from loramerge.jobs import job_log, pick_device
 from loramerge.vision.tasks import load_split
 from loramerge.vision.train import finetune_lora, save_task_adapter
 
-with job_log(snakemake.log[0], snakemake.threads) as log:
+with job_log(snakemake.log[0], threads=1) as log:  # fixed: the thread count changes the trained weights
     settings, seed = snakemake.params.settings, snakemake.params.seed
     device = pick_device(snakemake.params.device, log)
     images, labels, class_names = load_split(snakemake.input.train)

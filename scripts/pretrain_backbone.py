@@ -3,8 +3,9 @@ from loramerge.vision.model import build_backbone, save_backbone
 from loramerge.vision.tasks import load_split
 from loramerge.vision.train import pretrain
 
-with job_log(snakemake.log[0], snakemake.threads) as log:
-    params = snakemake.params
+params = snakemake.params
+# The thread count changes float reduction order, hence the weights: it comes from the config, not the scheduler.
+with job_log(snakemake.log[0], params.pretrain["threads"]) as log:
     images, labels, class_names = load_split(snakemake.input[0])
     model = build_backbone({**params.backbone, "image_size": params.image_size}, params.seed)
     settings = params.pretrain

@@ -13,7 +13,7 @@ rule pretrain_backbone:
         "results/{suite}/benchmarks/pretrain_backbone.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    threads: config["demo"]["pretrain"]["threads"]
     resources:
         gpu=DEVICE_GPUS,
     params:

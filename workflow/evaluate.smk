@@ -22,6 +22,7 @@ rule evaluate_finetuned:
         gpu=DEVICE_GPUS,
     params:
         batch_size=config["evaluate"]["batch_size"],
+        threads=config["evaluate"]["threads"],
         device=config["device"],
         code=CODE["vision"],
     script:
@@ -51,6 +52,7 @@ rule evaluate_merged:
         tasks=TASKS,
         splits=EVAL_SPLITS,
         batch_size=config["evaluate"]["batch_size"],
+        threads=config["evaluate"]["threads"],
         device=config["device"],
         code=CODE["vision"],
     script:
