@@ -18,6 +18,15 @@ class AdapterError(LoramergeError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class SubjectError(LoramergeError):
+    """A named thing (a file, folder, module, task) that cannot be used; the message starts with its name."""
+
+    def __init__(self, subject: str | Path, problem: str) -> None:
+        self.subject = str(subject)
+        self.problem = problem
+        super().__init__(f"{self.subject}: {problem}")
+
+
 class ParameterError(LoramergeError):
     """A hyper-parameter outside its range, or one the chosen method does not take."""
 

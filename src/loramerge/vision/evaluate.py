@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from loramerge.vision.model import encode, load_backbone, load_update, updated
-from loramerge.vision.tasks import CLASS_NAMES_KEY, DataError
+from loramerge.vision.tasks import DataError, read_labelled_tensors
 from loramerge.vision.train import HEAD_FILE, HEAD_KEY
 
 
@@ -26,26 +24,8 @@ class EvalTask:
 
 def load_head(path: str | Path) -> tuple[torch.Tensor, list[str]]:
     """(float32 n_classes × D head, class names) of a `head.safetensors` file, validated."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "head file does not exist")
-    try:
-        with safe_open(path, framework="pt", device="cpu") as handle:
-            header = handle.metadata() or {}
-            keys = set(handle.keys())
-            if keys != {HEAD_KEY}:
-                raise DataError(path, f"expected one tensor {HEAD_KEY!r}, found {sorted(keys)}")
-            head = handle.get_tensor(HEAD_KEY)
-    except DataError:
-        raise
-    except Exception as error:  # safetensors raises several private error types on corrupt files
-        raise DataError(path, f"unreadable safetensors file: {error}") from error
-    try:
-        class_names = json.loads(header[CLASS_NAMES_KEY])
-    except (KeyError, json.JSONDecodeError) as error:
-        raise DataError(path, f"no valid {CLASS_NAMES_KEY!r} JSON list in the metadata ({error!r})") from None
-    if not isinstance(class_names, list) or not all(isinstance(name, str) for name in class_names):
-        raise DataError(path, f"{CLASS_NAMES_KEY!r} metadata must be a JSON list of strings")
+    tensors, class_names = read_labelled_tensors(path, (HEAD_KEY,), "head")
+    head = tensors[HEAD_KEY]
     if head.ndim != 2 or not head.is_floating_point() or head.shape[0] != len(class_names):
         raise DataError(
             path, f"head must be a float n_classes × D matrix for {len(class_names)} classes, got {tuple(head.shape)}"

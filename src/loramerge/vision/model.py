@@ -14,7 +14,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from loramerge.adapters import CONFIG_FILE as ADAPTER_CONFIG_FILE
 from loramerge.adapters import load_adapter
-from loramerge.errors import AdapterError, LoramergeError
+from loramerge.errors import AdapterError, SubjectError
 from loramerge.io import DELTA_FILE, atomic_directory
 
 # A CLIP-shaped model small enough to pretrain in seconds on two CPU cores.
@@ -34,13 +34,8 @@ BACKBONE_WEIGHTS = "model.safetensors"
 BACKBONE_CONFIG = "config.json"
 
 
-class ModelError(LoramergeError):
+class ModelError(SubjectError):
     """A backbone folder, weight update or module that cannot be used; the message starts with its path or name."""
-
-    def __init__(self, subject: str | Path, problem: str) -> None:
-        self.subject = str(subject)
-        self.problem = problem
-        super().__init__(f"{self.subject}: {problem}")
 
 
 def build_backbone(config: Mapping[str, int] | None = None, seed: int = 0) -> CLIPVisionModelWithProjection:

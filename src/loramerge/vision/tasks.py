@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from loramerge.atomic import write_atomically
-from loramerge.errors import LoramergeError
+from loramerge.errors import SubjectError
 
 IMAGES_KEY, LABELS_KEY = "images", "labels"
 CLASS_NAMES_KEY = "class_names"
@@ -29,13 +29,8 @@ ROTATIONS = (0, 90, 180, 270)
 _PRETRAIN_TAG = "pretrain-mixture"
 
 
-class DataError(LoramergeError):
+class DataError(SubjectError):
     """A task, split or data file that cannot be produced or used; the message starts with its name or path."""
-
-    def __init__(self, subject: str | Path, problem: str) -> None:
-        self.subject = str(subject)
-        self.problem = problem
-        super().__init__(f"{self.subject}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -431,18 +426,21 @@ def _check_split(path: Path, images: torch.Tensor, labels: torch.Tensor, class_n
         )
 
 
-def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(uint8 images, int64 labels, class names) of a file written by `save_split`, validated."""
+def read_labelled_tensors(
+    path: str | Path, keys: Sequence[str], kind: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors `keys` (exactly those) and the class names of a safetensors file that stores its class names in
+    the metadata (data splits, classification heads); every problem is a DataError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "split file does not exist")
+        raise DataError(path, f"{kind} file does not exist")
     try:
         with safe_open(path, framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}
-            keys = set(handle.keys())
-            if keys != {IMAGES_KEY, LABELS_KEY}:
-                raise DataError(path, f"expected tensors {IMAGES_KEY!r} and {LABELS_KEY!r}, found {sorted(keys)}")
-            images, labels = handle.get_tensor(IMAGES_KEY), handle.get_tensor(LABELS_KEY)
+            found = set(handle.keys())
+            if found != set(keys):
+                raise DataError(path, f"expected tensors {sorted(keys)}, found {sorted(found)}")
+            tensors = {key: handle.get_tensor(key) for key in keys}
     except DataError:
         raise
     except Exception as error:  # safetensors raises several private error types on corrupt files
@@ -453,7 +451,14 @@ def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
         raise DataError(path, f"no {CLASS_NAMES_KEY!r} in the file's metadata") from None
     except json.JSONDecodeError as error:
         raise DataError(path, f"{CLASS_NAMES_KEY!r} metadata is not valid JSON: {error}") from error
-    if not isinstance(class_names, list):
-        raise DataError(path, f"{CLASS_NAMES_KEY!r} metadata must be a JSON list")
-    _check_split(path, images, labels, class_names)
+    if not isinstance(class_names, list) or not all(isinstance(name, str) for name in class_names):
+        raise DataError(path, f"{CLASS_NAMES_KEY!r} metadata must be a JSON list of strings")
+    return tensors, class_names
+
+
+def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(uint8 images, int64 labels, class names) of a file written by `save_split`, validated."""
+    tensors, class_names = read_labelled_tensors(path, (IMAGES_KEY, LABELS_KEY), "split")
+    images, labels = tensors[IMAGES_KEY], tensors[LABELS_KEY]
+    _check_split(Path(path), images, labels, class_names)
     return images, labels, class_names
