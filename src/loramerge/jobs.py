@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -13,11 +12,9 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def job_log(log_path: str | Path, threads: int = 1) -> Iterator[logging.Logger]:
-    """Send stdout, stderr (progress bars included) and a logger to `log_path`, and cap torch at `threads`.
+    """Send stdout, stderr (progress bars included) and a logger to `log_path`, and cap torch and numba at `threads`.
 
     The error is written to the log before it propagates, so `snakemake --show-failed-logs` shows the cause."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         logger = logging.getLogger("loramerge.job")
@@ -25,8 +22,13 @@ def job_log(log_path: str | Path, threads: int = 1) -> Iterator[logging.Logger]:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
-        if "torch" in sys.modules:  # jobs that never import torch should not pay for it
+        # Scripts import their libraries before entering here, so thread-count environment variables would come too
+        # late; set the pools of whatever is loaded (jobs that never import torch should not pay for it).
+        if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
+        if "numba" in sys.modules:
+            numba = sys.modules["numba"]
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         start = time.perf_counter()
         try:
             yield logger
