@@ -12,7 +12,7 @@ rule pretrain_backbone:
     benchmark:
         "results/{suite}/benchmarks/pretrain_backbone.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/gpu.yaml"
     threads: config["demo"]["pretrain"]["threads"]
     resources:
         gpu=DEVICE_GPUS,
@@ -37,7 +37,7 @@ rule finetune_adapter:
     benchmark:
         "results/{suite}/benchmarks/finetune_adapter/{task}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/gpu.yaml"
     threads: 1
     resources:
         gpu=DEVICE_GPUS,

@@ -110,24 +110,3 @@ def searches(wildcards):
     return expand(
         "results/{suite}/search/{method}.json", suite=wildcards.suite, method=PLANS
     )
-
-
-def final_outputs():
-    tables = ["table3_pertask", "table1_energy_svd", "table2_energy_cur"]
-    figures = ["fig1_overlap"]
-    if {"cur_ties", "cur_r_ties"} <= set(PLANS):
-        figures.append("fig2_ur_vs_r")
-    if HYBRID in PLANS:
-        tables.append("table7_alpha")
-        figures.append("fig3_alpha")
-    return expand(
-        "results/{suite}/tables/{table}.{ext}",
-        suite=SUITE,
-        table=tables,
-        ext=["csv", "md"],
-    ) + expand(
-        "results/{suite}/figures/{figure}.{ext}",
-        suite=SUITE,
-        figure=figures,
-        ext=["png", "pdf"],
-    )

@@ -16,7 +16,7 @@ rule evaluate_finetuned:
     benchmark:
         "results/{suite}/benchmarks/evaluate_finetuned/{task}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/gpu.yaml"
     threads: config["evaluate"]["threads"]
     resources:
         gpu=DEVICE_GPUS,
@@ -42,7 +42,7 @@ rule evaluate_merged:
     benchmark:
         "results/{suite}/benchmarks/evaluate_merged/{method}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/gpu.yaml"
     threads: config["evaluate"]["threads"]
     resources:
         gpu=DEVICE_GPUS,
