@@ -20,6 +20,7 @@ DECOMPOSITION_METHODS = frozenset({"knots_ties", "knots_dare_ties", "cur_ties", 
 HYBRID = "hybrid"
 HYBRID_BRANCHES = {"svd": "knots_ties", "cur": "cur_ties"}
 BRANCH_PARAMS = ("lam", "top_k")
+SEED_PARAM = "seed"
 
 
 class ConfigError(LoramergeError):
@@ -52,13 +53,17 @@ class MethodPlan:
     order: list[str]
     grids: dict[str, list[Any]]
     defaults: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
 
     @property
     def uses_decomposition(self) -> bool:
         return self.method in DECOMPOSITION_METHODS
 
     def search_spec(self) -> dict[str, Any]:
-        return {"order": self.order, "grids": self.grids, "defaults": self.defaults}
+        spec = {"order": self.order, "grids": self.grids, "defaults": self.defaults}
+        if self.seeds:
+            spec["replicates"] = {SEED_PARAM: self.seeds}
+        return spec
 
 
 def _grid_points(grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -95,7 +100,11 @@ def _method_plan(name: str, spec: Mapping[str, Any], lambdas: Sequence[float]) -
             raise ConfigError(
                 f"{key}.defaults", f"'{param}' is searched after 'lam', so the greedy search needs its default"
             )
-    points = {point_name(point): point for point in _grid_points(grid, fixed)}
+    seeds = [int(seed) for seed in spec.get("seeds", [])]
+    if seeds and SEED_PARAM in fixed:
+        raise ConfigError(f"{key}.seeds", f"the seed is also fixed in {key}.fixed; keep one of them")
+    replicated = {SEED_PARAM: seeds} if seeds else {}
+    points = {point_name(point): point for point in _grid_points({**grid, **replicated}, fixed)}
     return MethodPlan(
         method=name,
         points=points,
@@ -103,6 +112,7 @@ def _method_plan(name: str, spec: Mapping[str, Any], lambdas: Sequence[float]) -
         order=order,
         grids={"lam": [float(value) for value in spec.get("lambdas", lambdas)], **grid},
         defaults={**fixed, **defaults},
+        seeds=seeds,
     )
 
 
