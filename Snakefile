@@ -15,8 +15,19 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/common.smk"
-include: "workflow/data.smk"
-include: "workflow/adapters.smk"
+
+
+# The demo makes its data and adapters; the paper suites download theirs at locked commits.
+if DEMO:
+
+    include: "workflow/data.smk"
+    include: "workflow/adapters.smk"
+
+else:
+
+    include: "workflow/hub.smk"
+
+
 include: "workflow/decompose.smk"
 include: "workflow/merge.smk"
 include: "workflow/evaluate.smk"

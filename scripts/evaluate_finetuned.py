@@ -1,16 +1,13 @@
-from pathlib import Path
-
 from loramerge.atomic import write_json
 from loramerge.jobs import job_log, pick_device
 from loramerge.vision.evaluate import EvalTask, evaluate, load_head
 from loramerge.vision.model import load_backbone, load_update
 from loramerge.vision.tasks import load_split
-from loramerge.vision.train import HEAD_FILE
 
 with job_log(snakemake.log[0], snakemake.params.threads) as log:
     device = pick_device(snakemake.params.device, log)
     task, adapter = snakemake.wildcards.task, snakemake.input.adapter
-    head, _ = load_head(Path(adapter) / HEAD_FILE)
+    head, _ = load_head(snakemake.input.head)
     tasks = [EvalTask(task, split, *load_split(snakemake.input[split])[:2], head) for split in ("val", "test")]
     model = load_backbone(snakemake.input.backbone, device)
     records = evaluate(model, tasks, [1.0], load_update(adapter), snakemake.params.batch_size, device, progress=True)

@@ -6,13 +6,11 @@ from loramerge.jobs import job_log, pick_device
 from loramerge.vision.evaluate import EvalTask, evaluate, load_head
 from loramerge.vision.model import load_backbone, load_update
 from loramerge.vision.tasks import load_split
-from loramerge.vision.train import HEAD_FILE
 
 params = snakemake.params
 with job_log(snakemake.log[0], params.threads) as log:
     device = pick_device(params.device, log)
-    adapters = zip(params.tasks, snakemake.input.adapters, strict=True)
-    heads = {task: load_head(Path(folder) / HEAD_FILE)[0] for task, folder in adapters}
+    heads = {task: load_head(path)[0] for task, path in zip(params.tasks, snakemake.input.heads, strict=True)}
     tasks = []
     for (task, split), path in zip(product(params.tasks, params.splits), snakemake.input.data, strict=True):
         images, labels, _ = load_split(path)

@@ -1,6 +1,7 @@
 from loramerge.jobs import job_log, pick_device
 from loramerge.vision.tasks import load_split
 from loramerge.vision.train import finetune_lora, save_task_adapter
+from loramerge.vision.zeroshot import save_head
 
 with job_log(snakemake.log[0], threads=1) as log:  # fixed: the thread count changes the trained weights
     settings, seed = snakemake.params.settings, snakemake.params.seed
@@ -21,4 +22,5 @@ with job_log(snakemake.log[0], threads=1) as log:  # fixed: the thread count cha
     )
     log.info("fine-tuning %s: %s", snakemake.wildcards.task, stats)
     metadata = {"task": snakemake.wildcards.task, "seed": str(seed)}
-    save_task_adapter(model, head, class_names, snakemake.output[0], metadata)
+    save_task_adapter(model, head, class_names, snakemake.output.adapter, metadata)
+    save_head(snakemake.output.head, head, class_names, metadata)

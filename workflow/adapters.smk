@@ -31,7 +31,8 @@ rule finetune_adapter:
         backbone="resources/{suite}/backbone",
         train="resources/{suite}/data/{task}/train.safetensors",
     output:
-        directory("resources/{suite}/adapters/{task}"),
+        adapter=directory("resources/{suite}/adapters/{task}"),
+        head="resources/{suite}/heads/{task}.safetensors",
     log:
         "logs/{suite}/finetune_adapter/{task}.log",
     benchmark:

@@ -7,7 +7,7 @@ from loramerge.plan import (
     HYBRID,
     HYBRID_BRANCHES,
     build_plan,
-    check_demo,
+    check_suite,
     code_hash,
     derive_seed,
     finetune_settings,
@@ -15,13 +15,15 @@ from loramerge.plan import (
 
 validate(config, schema="schemas/config.schema.yaml")
 try:
-    check_demo(config)
+    check_suite(config)
     PLANS = build_plan(config)
 except LoramergeError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
 SUITE = config["suite"]
-TASKS = list(config["demo"]["tasks"])
+DEMO = SUITE == "demo"
+VISION = None if DEMO else config["vision"]
+TASKS = list(config["demo"]["tasks"] if DEMO else VISION["tasks"])
 SPLITS = ["train", "val", "test"]
 EVAL_SPLITS = ["val", "test"]
 LIBRARY = f"{workflow.basedir}/src/loramerge"
@@ -50,6 +52,14 @@ CODE = {
             )
         ]
     ),
+    "hub": code_hash(
+        [
+            f"{LIBRARY}/hub.py",
+            f"{LIBRARY}/adapters.py",
+            f"{LIBRARY}/vision/hubdata.py",
+            f"{LIBRARY}/vision/tasks.py",
+        ]
+    ),
     "search": code_hash([f"{LIBRARY}/search.py"]),
     "report": code_hash([f"{LIBRARY}/report"]),
 }
@@ -67,6 +77,12 @@ wildcard_constraints:
 def adapter_dirs(wildcards):
     return expand(
         "resources/{suite}/adapters/{task}", suite=wildcards.suite, task=TASKS
+    )
+
+
+def head_files(wildcards):
+    return expand(
+        "resources/{suite}/heads/{task}.safetensors", suite=wildcards.suite, task=TASKS
     )
 
 
@@ -110,3 +126,31 @@ def searches(wildcards):
     return expand(
         "results/{suite}/search/{method}.json", suite=wildcards.suite, method=PLANS
     )
+
+
+def published_finetuned():
+    """Task -> the fine-tuned test accuracy (%) the KnOTS authors published; empty for the demo."""
+    if DEMO:
+        return {}
+    return {task: spec["finetuned_published"] for task, spec in VISION["tasks"].items()}
+
+
+def permutation_url(task):
+    permutations = VISION["permutations"]
+    return permutations["url"].format(
+        revision=permutations["revision"], file=VISION["tasks"][task]["permutation"]
+    )
+
+
+def dataset_inputs(wildcards):
+    spec = VISION["tasks"][wildcards.task]
+    inputs = {
+        "lock": VISION["lock"],
+        "backbone": f"resources/{wildcards.suite}/backbone",
+        "classnames": spec["classnames"],
+    }
+    if spec["split"] == "permutation":
+        inputs["permutation"] = (
+            f"resources/{wildcards.suite}/data/{wildcards.task}/permutation.safetensors"
+        )
+    return inputs

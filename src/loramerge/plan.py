@@ -134,9 +134,44 @@ def build_plan(config: Mapping[str, Any]) -> dict[str, MethodPlan]:
     return plans
 
 
-def check_demo(config: Mapping[str, Any]) -> None:
-    """Relations inside the demo section that the schema cannot express."""
+def check_suite(config: Mapping[str, Any]) -> None:
+    """Relations inside the suite's section that the schema cannot express."""
+    section = "demo" if config["suite"] == "demo" else "vision"
+    joint = config["evaluate"]["joint"]
+    if joint and joint["select_k"] not in joint["ks"]:
+        raise ConfigError("evaluate.joint.select_k", f"must be one of evaluate.joint.ks {joint['ks']}")
+    if section not in config:
+        raise ConfigError(section, f"suite '{config['suite']}' needs a '{section}' section")
+    if section == "vision":
+        _check_vision(config)
+    else:
+        _check_demo(config)
+
+
+def _check_vision(config: Mapping[str, Any]) -> None:
+    vision = config["vision"]
+    for task, spec in vision["tasks"].items():
+        key = f"vision.tasks.{task}"
+        if spec["split"] == "permutation" and "permutation" not in spec:
+            raise ConfigError(f"{key}.permutation", "a permutation split needs the KnOTS permutation file name")
+        needed = {"test"} if spec["split"] == "permutation" else {"val", "test"}
+        if set(spec["dataset"]["files"]) != needed:
+            raise ConfigError(
+                f"{key}.dataset.files", f"a {spec['split']} split reads exactly the splits {sorted(needed)}"
+            )
+    for task, owner in vision["joint_shared"].items():
+        if task not in vision["tasks"] or owner not in vision["tasks"]:
+            raise ConfigError(f"vision.joint_shared.{task}", f"'{task}' and '{owner}' must both be tasks")
+    if config["evaluate"]["normalize_by"] == "published" and any(
+        spec.get("finetuned_published") is None for spec in vision["tasks"].values()
+    ):
+        raise ConfigError("evaluate.normalize_by", "'published' needs vision.tasks.*.finetuned_published")
+
+
+def _check_demo(config: Mapping[str, Any]) -> None:
     demo = config["demo"]
+    if config["evaluate"]["normalize_by"] == "published":
+        raise ConfigError("evaluate.normalize_by", "the demo has no published fine-tuned accuracies; use 'measured'")
     for task in demo["finetune"]["per_task"]:
         if task not in demo["tasks"]:
             raise ConfigError(f"demo.finetune.per_task.{task}", f"'{task}' is not one of demo.tasks")

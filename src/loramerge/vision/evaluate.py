@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,32 @@ def _records(lam: float, tasks: Sequence[EvalTask], features: Sequence[torch.Ten
     return records
 
 
+def _features_per_scale(
+    model: torch.nn.Module,
+    tasks: Sequence[EvalTask],
+    scales: Sequence[float],
+    update: Mapping[str, torch.Tensor] | None,
+    batch_size: int,
+    device: str | torch.device,
+    progress: bool,
+    fp16: bool,
+) -> Iterator[tuple[float, list[torch.Tensor]]]:
+    """(λ, features of every task) for each scale; without an update the model is encoded once for all scales."""
+    model.to(device)
+
+    def encode_all() -> list[torch.Tensor]:
+        return [encode(model, task.images, batch_size, device, progress, fp16) for task in tasks]
+
+    if update is None:
+        features = encode_all()
+        yield from ((lam, features) for lam in scales)
+        return
+    for lam in scales:
+        with updated(model, update, lam):
+            features = encode_all()
+        yield lam, features
+
+
 def evaluate(
     model: torch.nn.Module,
     tasks: Sequence[EvalTask],
@@ -69,22 +95,43 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> list[dict]:
-    """One record per (scale, task): accuracy of W + scale · ΔW; weights are restored afterwards.
+    """One record per (scale, task): accuracy of W + scale · ΔW with the task's own head (fp16 autocast on CUDA, as
+    KnOTS evaluates per task); weights are restored afterwards."""
+    per_scale = _features_per_scale(model, tasks, scales, update, batch_size, device, progress, fp16=True)
+    return [record for lam, features in per_scale for record in _records(lam, tasks, features)]
 
-    Without an update the model is encoded once and every scale gets the same records.
-    """
-    model.to(device)
 
-    def encode_all() -> list[torch.Tensor]:
-        return [encode(model, task.images, batch_size, device, progress) for task in tasks]
+def count_hits(features: torch.Tensor, head: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) -> dict[str, int]:
+    """{str(k): number of rows whose label is among the k highest scores of features @ head.T} (KnOTS joint Hits@k;
+    the label's rank is the number of classes scoring strictly higher)."""
+    if features.shape[1] != head.shape[1]:
+        raise DataError("joint head", f"has dimension {head.shape[1]} but the features have {features.shape[1]}")
+    scores = features.float() @ head.float().T
+    rank = (scores > scores.gather(1, labels.view(-1, 1))).sum(dim=1)
+    return {str(k): int((rank < k).sum()) for k in ks}
 
-    if update is None:
-        features = encode_all()
-        return [record for lam in scales for record in _records(lam, tasks, features)]
+
+def evaluate_joint(
+    model: torch.nn.Module,
+    tasks: Sequence[EvalTask],
+    joint_labels: Sequence[torch.Tensor],
+    scales: Sequence[float],
+    ks: Sequence[int],
+    update: Mapping[str, torch.Tensor] | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> list[dict]:
+    """One record per (scale, task) with Hits@k counts against the one joint head every task shares (`task.head`),
+    labels mapped into the joint label space; fp32 throughout, as KnOTS evaluates the joint setting."""
     records = []
-    for lam in scales:
-        with updated(model, update, lam):
-            records.extend(_records(lam, tasks, encode_all()))
+    per_scale = _features_per_scale(model, tasks, scales, update, batch_size, device, progress, fp16=False)
+    for lam, features in per_scale:
+        for task, labels, task_features in zip(tasks, joint_labels, features, strict=True):
+            hits = count_hits(task_features, task.head, labels, ks)
+            records.append(
+                {"lam": float(lam), "task": task.name, "split": task.split, "total": len(labels), "hits": hits}
+            )
     return records
 
 

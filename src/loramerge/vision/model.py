@@ -98,13 +98,15 @@ def encode(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     progress: bool = False,
+    fp16: bool = True,
 ) -> torch.Tensor:
-    """L2-normalised `image_embeds` (N × projection_dim, float32, CPU) of uint8 images; fp16 autocast on CUDA."""
+    """L2-normalised `image_embeds` (N × projection_dim, float32, CPU) of uint8 images; fp16 autocast on CUDA unless
+    `fp16` is off (KnOTS evaluates per task under autocast, jointly in fp32)."""
     device = torch.device(device) if device is not None else _device_of(model)
     if _device_of(model) != device:
         model.to(device)
     chunks = []
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=fp16 and device.type == "cuda"):
         for start in tqdm(range(0, len(images), batch_size), desc="encode", disable=not progress, leave=False):
             batch = preprocess(images[start : start + batch_size].to(device))
             chunks.append(image_features(model, batch).cpu())

@@ -1,0 +1,28 @@
+from itertools import product
+from pathlib import Path
+
+from loramerge.atomic import write_json
+from loramerge.jobs import job_log, pick_device
+from loramerge.vision.evaluate import EvalTask, evaluate_joint
+from loramerge.vision.model import load_backbone, load_update
+from loramerge.vision.tasks import load_split
+from loramerge.vision.zeroshot import load_joint_head
+
+params = snakemake.params
+with job_log(snakemake.log[0], params.threads) as log:
+    device = pick_device(params.device, log)
+    head, local_to_joint = load_joint_head(snakemake.input.joint_head, params.tasks)
+    tasks, joint_labels = [], []
+    for (task, split), path in zip(product(params.tasks, params.splits), snakemake.input.data, strict=True):
+        images, labels, _ = load_split(path)
+        tasks.append(EvalTask(task, split, images, labels, head))
+        joint_labels.append(local_to_joint[task][labels])
+    model = load_backbone(snakemake.input.backbone, device)
+    out = Path(snakemake.output[0])
+    for (name, point), merged in zip(params.points.items(), snakemake.input.merged, strict=True):
+        log.info("joint evaluation of %s", merged)
+        update = load_update(merged)
+        records = evaluate_joint(
+            model, tasks, joint_labels, params.lambdas, params.ks, update, params.batch_size, device, progress=True
+        )
+        write_json(out / f"{name}.json", {"method": snakemake.wildcards.method, "point": point, "records": records})

@@ -1,0 +1,193 @@
+"""Pinned, checksummed downloads from the Hugging Face hub and from fixed URLs.
+
+Every artifact a suite downloads is recorded in a *lock file* (JSON, committed next to the suite config): the hub
+commit each repository is read at, and the sha256 of every file. `loramerge lock` writes it once on a machine with
+hub access; afterwards every download is read at the locked commit and checked against the locked sha256, and a
+mismatch stops the run naming the file. Downloads go through `huggingface_hub`, so its cache (HF_HOME / HF_HUB_CACHE)
+and offline mode (HF_HUB_OFFLINE=1) apply as usual.
+
+Lock file layout::
+
+    {"repos": {"model:openai/clip-vit-base-patch32": {"revision": "<40 hex>", "files": {"config.json": "<sha256>"}}},
+     "urls": {"https://.../cars_shuffled_idxs.pt": "<sha256>"}}
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from loramerge.adapters import sha256_file
+from loramerge.atomic import write_atomically, write_json
+from loramerge.errors import SubjectError
+
+REPO_TYPES = ("model", "dataset")
+
+
+class HubError(SubjectError):
+    """A lock entry, a download or a downloaded file that cannot be used; the message names it."""
+
+
+def repo_key(repo_type: str, repo_id: str) -> str:
+    if repo_type not in REPO_TYPES:
+        raise HubError(repo_id, f"repository type must be one of {REPO_TYPES}, got {repo_type!r}")
+    return f"{repo_type}:{repo_id}"
+
+
+def read_lock(path: str | Path) -> dict[str, Any]:
+    """The lock file's content; an absent file is an empty lock (every lookup then says how to create it)."""
+    path = Path(path)
+    if not path.is_file():
+        return {"repos": {}, "urls": {}}
+    try:
+        lock = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise HubError(path, f"unreadable lock file: {error}") from error
+    if not isinstance(lock, dict) or not isinstance(lock.get("repos"), dict) or not isinstance(lock.get("urls"), dict):
+        raise HubError(path, "a lock file holds {'repos': {...}, 'urls': {...}}")
+    return lock
+
+
+def write_lock(path: str | Path, lock: Mapping[str, Any]) -> None:
+    write_json(path, {"repos": dict(sorted(lock["repos"].items())), "urls": dict(sorted(lock["urls"].items()))})
+
+
+def _how_to_lock(lock_path: str | Path) -> str:
+    return f"run `loramerge lock` for this suite on a machine with hub access to record it in {lock_path}"
+
+
+def locked_repo(lock: Mapping[str, Any], lock_path: str | Path, repo_type: str, repo_id: str) -> dict[str, Any]:
+    """The locked revision and file checksums of one repository."""
+    entry = lock["repos"].get(repo_key(repo_type, repo_id))
+    if entry is None:
+        raise HubError(repo_id, f"no lock entry for this {repo_type} repository; {_how_to_lock(lock_path)}")
+    revision = entry.get("revision", "")
+    if not (isinstance(revision, str) and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)):
+        raise HubError(lock_path, f"{repo_id}: the locked revision must be a 40-hex commit id, got {revision!r}")
+    if not entry.get("files"):
+        raise HubError(lock_path, f"{repo_id}: the lock lists no files")
+    return entry
+
+
+def verify_file(path: str | Path, expected_sha256: str, source: str) -> Path:
+    """`path` if its sha256 is the recorded one, else a HubError naming the source and both checksums."""
+    path = Path(path)
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise HubError(
+            source,
+            f"sha256 mismatch: the lock records {expected_sha256} but the downloaded file {path} has {actual}; "
+            "the file changed or is corrupt (delete it from the cache to download again)",
+        )
+    return path
+
+
+class HubClient(Protocol):
+    """The part of `huggingface_hub` this module uses; tests pass a fake."""
+
+    def download(self, repo_id: str, filename: str, repo_type: str, revision: str) -> str: ...
+
+    def resolve(self, repo_id: str, repo_type: str, revision: str) -> tuple[str, list[str]]: ...
+
+
+class HuggingFaceHub:
+    """`huggingface_hub` itself: files come from (or go into) its cache; trust_remote_code never applies here."""
+
+    def download(self, repo_id: str, filename: str, repo_type: str, revision: str) -> str:
+        from huggingface_hub import hf_hub_download
+
+        return hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision)
+
+    def resolve(self, repo_id: str, repo_type: str, revision: str) -> tuple[str, list[str]]:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        commit = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+        return commit, api.list_repo_files(repo_id, repo_type=repo_type, revision=commit)
+
+
+def fetch_repo_files(
+    lock: Mapping[str, Any],
+    lock_path: str | Path,
+    repo_type: str,
+    repo_id: str,
+    client: HubClient | None = None,
+) -> dict[str, Path]:
+    """Every locked file of a repository (filename -> local path in the hub cache), each checked against its sha256."""
+    client = client or HuggingFaceHub()
+    entry = locked_repo(lock, lock_path, repo_type, repo_id)
+    files = {}
+    for filename, sha256 in sorted(entry["files"].items()):
+        source = f"{repo_id}@{entry['revision'][:12]}/{filename}"
+        try:
+            local = client.download(repo_id, filename, repo_type, entry["revision"])
+        except Exception as error:  # huggingface_hub raises many types: offline, missing file, HTTP errors
+            raise HubError(source, f"download failed: {error}") from error
+        files[filename] = verify_file(local, sha256, source)
+    return files
+
+
+def fetch_url(lock: Mapping[str, Any], lock_path: str | Path, url: str, destination: str | Path) -> Path:
+    """The locked URL's file at `destination` (written atomically), checked against its sha256."""
+    expected = lock["urls"].get(url)
+    if expected is None:
+        raise HubError(url, f"no lock entry for this URL; {_how_to_lock(lock_path)}")
+
+    def download(staging: Path) -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(staging, "wb") as handle:
+                shutil.copyfileobj(response, handle)
+        except OSError as error:
+            raise HubError(url, f"download failed: {error}") from error
+        verify_file(staging, expected, url)
+
+    return write_atomically(destination, download)
+
+
+def _matching(files: Sequence[str], patterns: Sequence[str], repo_id: str) -> list[str]:
+    chosen = []
+    for pattern in patterns:
+        matches = sorted(name for name in files if fnmatch.fnmatchcase(name, pattern))
+        if not matches:
+            raise HubError(repo_id, f"no file matches {pattern!r} (the repository has {len(files)} files)")
+        chosen.extend(name for name in matches if name not in chosen)
+    return chosen
+
+
+def lock_repo(
+    repo_type: str,
+    repo_id: str,
+    patterns: Sequence[str],
+    revision: str = "main",
+    client: HubClient | None = None,
+) -> dict[str, Any]:
+    """A lock entry for one repository: `revision` resolved to its commit, each file matching `patterns` downloaded
+    at that commit and checksummed."""
+    client = client or HuggingFaceHub()
+    commit, files = client.resolve(repo_id, repo_type, revision)
+    checksums = {}
+    for filename in _matching(files, patterns, repo_id):
+        checksums[filename] = sha256_file(Path(client.download(repo_id, filename, repo_type, commit)))
+    return {"revision": commit, "files": checksums}
+
+
+def lock_url(url: str, opener: Callable[[str], Any] = urllib.request.urlopen) -> str:
+    """The sha256 of a URL's content now."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with opener(url) as response:
+        for block in iter(lambda: response.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def copy_verified(files: Mapping[str, Path], destination: str | Path) -> None:
+    """Copy downloaded files (relative name -> path) into a folder, atomically per file."""
+    for name, path in files.items():
+        write_atomically(Path(destination) / name, lambda staging, source=path: shutil.copyfile(source, staging))
