@@ -6,7 +6,7 @@ from loramerge.jobs import job_log
 from loramerge.vision.hubdata import read_numpy_permutation, save_permutation
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
-    lock_path, url = snakemake.input.lock, snakemake.params.url
+    lock_path, url = snakemake.params.lock, snakemake.params.url
     with tempfile.TemporaryDirectory() as scratch:
         pickled = fetch_url(read_lock(lock_path), lock_path, url, Path(scratch) / "permutation.pt")
         permutation = read_numpy_permutation(pickled)

@@ -7,7 +7,7 @@ from loramerge.vision.zeroshot import read_class_names
 with job_log(snakemake.log[0], snakemake.threads) as log:
     spec, task, inputs = snakemake.params.spec, snakemake.wildcards.task, snakemake.input
     repo = spec["dataset"]["repo"]
-    files = fetch_repo_files(read_lock(inputs.lock), inputs.lock, "dataset", repo)
+    files = fetch_repo_files(read_lock(snakemake.params.lock), snakemake.params.lock, "dataset", repo)
     permutation = load_permutation(inputs.permutation) if spec["split"] == "permutation" else None
     class_names = read_class_names(inputs.classnames)
     processor = image_processor(inputs.backbone, snakemake.params.image_size)

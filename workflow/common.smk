@@ -1,5 +1,7 @@
 # Config validation, the experiment plan and path helpers. No rules here.
 
+import os
+
 from snakemake.utils import validate
 
 from loramerge.errors import LoramergeError
@@ -142,10 +144,16 @@ def permutation_url(task):
     )
 
 
+def lock_file(wildcards):
+    """The lock as an input once it exists, so that relocking reruns the downloads; before that, the download jobs
+    stop with a message saying how to create it (and a dry run still shows the whole DAG)."""
+    return [VISION["lock"]] if os.path.exists(VISION["lock"]) else []
+
+
 def dataset_inputs(wildcards):
     spec = VISION["tasks"][wildcards.task]
     inputs = {
-        "lock": VISION["lock"],
+        "lock": lock_file(wildcards),
         "backbone": f"resources/{wildcards.suite}/backbone",
         "classnames": spec["classnames"],
     }

@@ -5,7 +5,7 @@
 
 rule download_backbone:
     input:
-        lock=VISION["lock"],
+        lock=lock_file,
     output:
         clip=directory("resources/{suite}/clip"),
         backbone=directory("resources/{suite}/backbone"),
@@ -15,6 +15,7 @@ rule download_backbone:
         "../envs/download.yaml"
     params:
         repo=VISION["backbone"]["repo"],
+        lock=VISION["lock"],
         code=CODE["hub"],
     script:
         "../scripts/download_backbone.py"
@@ -22,7 +23,7 @@ rule download_backbone:
 
 rule download_adapter:
     input:
-        lock=VISION["lock"],
+        lock=lock_file,
     output:
         directory("resources/{suite}/adapters/{task}"),
     log:
@@ -31,6 +32,7 @@ rule download_adapter:
         "../envs/download.yaml"
     params:
         repo=lambda wildcards: VISION["tasks"][wildcards.task]["adapter"],
+        lock=VISION["lock"],
         code=CODE["hub"],
     script:
         "../scripts/download_adapter.py"
@@ -38,7 +40,7 @@ rule download_adapter:
 
 rule fetch_permutation:
     input:
-        lock=VISION["lock"],
+        lock=lock_file,
     output:
         "resources/{suite}/data/{task}/permutation.safetensors",
     log:
@@ -47,6 +49,7 @@ rule fetch_permutation:
         "../envs/download.yaml"
     params:
         url=lambda wildcards: permutation_url(wildcards.task),
+        lock=VISION["lock"],
         code=CODE["hub"],
     script:
         "../scripts/fetch_permutation.py"
@@ -68,6 +71,7 @@ rule prepare_dataset:
         spec=lambda wildcards: VISION["tasks"][wildcards.task],
         image_size=VISION["image_size"],
         val_fraction=VISION["val_fraction"],
+        lock=VISION["lock"],
         code=CODE["hub"],
     script:
         "../scripts/prepare_dataset.py"

@@ -1,4 +1,4 @@
-"""`loramerge methods | merge | decompose | analyze`: the command-line contract of DESIGN.md."""
+"""`loramerge methods | merge | decompose | analyze | lock`: the command-line contract of DESIGN.md."""
 
 from __future__ import annotations
 
@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", required=True, type=Path, help="folder for overlap.csv and energy.csv")
     analyze.add_argument("--rank", type=int, default=None, help="k_a (default: the LoRA rank r of the first adapter)")
     analyze.add_argument("--overwrite", action="store_true")
+
+    lock = commands.add_parser(
+        "lock", help="record hub commits and sha256 of a paper suite's downloads (needs hub access)"
+    )
+    lock.add_argument("--config", required=True, type=Path, help="a suite config, e.g. config/paper-vit-b32.yaml")
     return parser
 
 
@@ -143,6 +148,20 @@ def _analyze(args: argparse.Namespace) -> None:
         )
 
 
+def _lock(args: argparse.Namespace) -> None:
+    import yaml
+
+    from loramerge.hub import HubError, lock_suite, read_lock, write_lock
+
+    try:
+        vision = yaml.safe_load(args.config.read_text(encoding="utf-8"))["vision"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        raise HubError(args.config, f"not a paper-suite config with a 'vision' section: {error}") from error
+    lock_path = Path(vision["lock"])
+    write_lock(lock_path, lock_suite(vision, read_lock(lock_path), log=lambda line: print(line, file=sys.stderr)))
+    print(f"wrote {lock_path}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -154,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _merge(args)
         elif args.command == "decompose":
             _decompose(args)
+        elif args.command == "lock":
+            _lock(args)
         else:
             _analyze(args)
     except LoramergeError as error:

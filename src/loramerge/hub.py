@@ -187,7 +187,33 @@ def lock_url(url: str, opener: Callable[[str], Any] = urllib.request.urlopen) ->
     return digest.hexdigest()
 
 
-def copy_verified(files: Mapping[str, Path], destination: str | Path) -> None:
-    """Copy downloaded files (relative name -> path) into a folder, atomically per file."""
-    for name, path in files.items():
-        write_atomically(Path(destination) / name, lambda staging, source=path: shutil.copyfile(source, staging))
+def lock_suite(
+    vision: Mapping[str, Any],
+    previous: Mapping[str, Any] | None = None,
+    client: HubClient | None = None,
+    opener: Callable[[str], Any] = urllib.request.urlopen,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The lock of a paper suite's `vision` config section: the backbone, every adapter, every dataset and every
+    permutation URL. Entries already in `previous` are kept (a lock is only ever extended; delete an entry to
+    re-resolve it)."""
+    lock = {"repos": dict((previous or {}).get("repos", {})), "urls": dict((previous or {}).get("urls", {}))}
+    wanted = [("model", vision["backbone"]["repo"], vision["backbone"]["files"], vision["backbone"]["revision"])]
+    for spec in vision["tasks"].values():
+        wanted.append(("model", spec["adapter"], vision["adapter_files"], "main"))
+        dataset = spec["dataset"]
+        patterns = [pattern for split in sorted(dataset["files"]) for pattern in dataset["files"][split]]
+        wanted.append(("dataset", dataset["repo"], patterns, dataset["revision"]))
+    for repo_type, repo_id, patterns, revision in wanted:
+        key = repo_key(repo_type, repo_id)
+        if key not in lock["repos"]:
+            log(f"locking {key} at {revision}")
+            lock["repos"][key] = lock_repo(repo_type, repo_id, patterns, revision, client)
+    permutations = vision["permutations"]
+    for spec in vision["tasks"].values():
+        if spec["split"] == "permutation":
+            url = permutations["url"].format(revision=permutations["revision"], file=spec["permutation"])
+            if url not in lock["urls"]:
+                log(f"locking {url}")
+                lock["urls"][url] = lock_url(url, opener)
+    return lock
