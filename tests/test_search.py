@@ -8,15 +8,19 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from loramerge.plan import ConfigError
 from loramerge.search import (
     SelectionError,
     build_setting_table,
+    check_selection_config,
     greedy_select,
     grid_select,
     load_evaluations,
     load_finetuned,
+    normalisation_base,
     normalize,
     select_method,
 )
@@ -285,3 +289,172 @@ def test_select_method_reports_both_choices_with_test_numbers(tmp_path: Path):
     assert text == json.dumps(select_method(load_evaluations(paths), *args), sort_keys=True)
     assert all(isinstance(v, float) for v in result["grid"]["test"]["per_task"].values())
     assert not math.isnan(result["greedy"]["val"]["mean"])
+
+
+# -- the normalisation base ----------------------------------------------------------------------------------------
+
+
+def test_published_base_normalises_by_the_published_percent_as_a_mean_of_ratios(tmp_path: Path):
+    # digits: val 0.72 / published 0.90 = 80, letters: 0.72 / 0.48 = 150 → 115 (ratio of means: 72/69 ≈ 104.3)
+    ev = evaluation("ta", {}, {0.5: {"val": 720, "test": 360}})
+    published = {"digits": 90.0, "letters": 48.0, "unused": 50.0}
+    result = select_method([ev], FINETUNED, ["lam"], {"lam": [0.5]}, {}, normalize_by="published", published=published)
+    assert result["normalized_by"] == "published"
+    assert result["normalization_base"] == pytest.approx({"digits": 90.0, "letters": 48.0})
+    val = result["grid"]["val"]
+    assert val["per_task"] == pytest.approx({"digits": 80.0, "letters": 150.0})
+    assert val["mean"] == pytest.approx(115.0)
+    assert val["mean"] != pytest.approx(100 * 0.72 / 0.69)
+    assert result["grid"]["test"]["per_task"] == pytest.approx({"digits": 40.0, "letters": 75.0})
+    measured = select_method([ev], FINETUNED, ["lam"], {"lam": [0.5]}, {})
+    assert measured["normalized_by"] == "measured"
+    assert measured["normalization_base"] == pytest.approx({"digits": 80.0, "letters": 50.0})
+    assert measured["grid"]["val"]["mean"] == pytest.approx(117.0)
+
+
+def test_published_base_needs_every_task():
+    with pytest.raises(SelectionError, match=r"published.*\['letters'\]"):
+        normalisation_base(FINETUNED, "published", {"digits": 90.0})
+    with pytest.raises(SelectionError, match="percent"):
+        normalisation_base(FINETUNED, "published", {"digits": 0.9, "letters": 480.0})
+    with pytest.raises(SelectionError, match="normalize_by"):
+        normalisation_base(FINETUNED, "typo")
+
+
+def test_config_check_names_the_key():
+    evaluate = {"normalize_by": "published", "joint": None}
+    with pytest.raises(ConfigError, match=r"evaluate\.normalize_by.*'demo' publishes none"):
+        check_selection_config(evaluate, {}, ["digits"], "demo")
+    with pytest.raises(ConfigError, match=r"evaluate\.normalize_by.*\['letters'\]"):
+        check_selection_config(evaluate, {"digits": 90.0}, ["digits", "letters"], "paper")
+    check_selection_config(evaluate, {"digits": 90.0}, ["digits"], "paper")
+    check_selection_config({"normalize_by": "measured", "joint": {"ks": [1, 3], "select_k": 3}}, {}, ["digits"], "demo")
+    with pytest.raises(ConfigError, match=r"evaluate\.joint\.select_k"):
+        check_selection_config({"normalize_by": "measured", "joint": {"ks": [1, 5], "select_k": 3}}, {}, [], "demo")
+
+
+# -- seed replicates -----------------------------------------------------------------------------------------------
+
+SEEDS = (0, 1, 2)
+REPLICATE_GRIDS = {"lam": [0.4, 0.6, 0.8], "drop_p": [0.1, 0.5, 0.9]}
+REPLICATE_TASKS = ("a", "b", "c")
+REPLICATE_FINETUNED = {"a": {"test": 0.8}, "b": {"test": 0.5}, "c": {"test": 0.9}}
+
+
+def random_replicated_evaluations(
+    rng: np.random.Generator, levels: int, tie: bool = False
+) -> tuple[list[dict], np.ndarray]:
+    """dare_ties over λ × drop_p × seed with random correct counts (out of 100) per task and split; with ``tie`` the
+    last two λ, and the last two drop_p, score alike.
+
+    Returns the evaluations and the counts as a dense array [seed, lam, drop_p, task, split (val, test)].
+    """
+    shape = (len(SEEDS), 3, 3, len(REPLICATE_TASKS), 2)
+    correct = rng.integers(0, levels, size=shape) * (100 // levels)
+    if tie:
+        correct[:, 2] = correct[:, 1]
+        correct[:, :, 2] = correct[:, :, 1]
+    evaluations = []
+    for s, seed in enumerate(SEEDS):
+        for p, drop_p in enumerate(REPLICATE_GRIDS["drop_p"]):
+            records = [
+                {"lam": lam, "task": task, "split": split, "correct": int(correct[s, i, p, t, j]), "total": 100}
+                for i, lam in enumerate(REPLICATE_GRIDS["lam"])
+                for t, task in enumerate(REPLICATE_TASKS)
+                for j, split in enumerate(("val", "test"))
+            ]
+            point = {"drop_p": drop_p, "seed": seed, "top_k": 100}
+            evaluations.append({"method": "dare_ties", "point": point, "records": records})
+    rng.shuffle(evaluations)  # file order must not matter
+    return evaluations, correct
+
+
+def test_seed_replicates_match_a_dense_brute_force():
+    rng = np.random.default_rng(7)
+    base = [REPLICATE_FINETUNED[task]["test"] for task in REPLICATE_TASKS]
+    order = ["lam", "drop_p"]
+    defaults = {"drop_p": 0.1, "top_k": 100}
+    lams, drops = REPLICATE_GRIDS["lam"], REPLICATE_GRIDS["drop_p"]
+    ties = 0
+    for trial in range(40):
+        # every other trial, two λ and two drop_p values score alike, so that the tie rules decide
+        evaluations, correct = random_replicated_evaluations(rng, levels=[2, 50][trial % 2], tie=trial % 4 < 2)
+        # The definition, densely: per seed, the mean over tasks of 100·acc/base; then the mean over seeds.
+        normalized = np.array(
+            [[[[[100.0 * (correct[s, i, p, t, j] / 100) / base[t] for j in range(2)] for t in range(3)]
+               for p in range(3)] for i in range(3)] for s in range(3)]
+        )  # fmt: skip
+        per_seed_mean = np.array(
+            [[[[math.fsum(normalized[s, i, p, :, j]) / 3 for j in range(2)] for p in range(3)] for i in range(3)]
+             for s in range(3)]
+        )  # fmt: skip
+        score = {
+            (lams[i], drops[p], split): math.fsum(per_seed_mean[:, i, p, j]) / 3
+            for i in range(3)
+            for p in range(3)
+            for j, split in enumerate(("val", "test"))
+        }
+
+        def val_score(params, score=score):
+            return score[(params["lam"], params["drop_p"], "val")]
+
+        expected_greedy, _ = brute_force_greedy(val_score, order, REPLICATE_GRIDS, defaults)
+        flat = [(val_score({"lam": lam, "drop_p": p}), lam, p) for lam in lams for p in drops]
+        best = max(value for value, _, _ in flat)
+        ties += sum(value == best for value, _, _ in flat) > 1
+        _, grid_lam, grid_p = next(item for item in flat if item[0] == best)  # the first maximum in product order
+
+        result = select_method(
+            evaluations, REPLICATE_FINETUNED, order, REPLICATE_GRIDS, defaults, replicates={"seed": list(SEEDS)}
+        )
+        assert result["replicates"] == {"seed": [0, 1, 2]}
+        assert result["settings_evaluated"] == 9
+        assert result["greedy"]["params"] == {**expected_greedy, "top_k": 100}
+        assert result["grid"]["params"] == {"drop_p": grid_p, "lam": grid_lam, "top_k": 100}
+        for rule in ("greedy", "grid"):
+            chosen = result[rule]
+            assert "seed" not in chosen["params"]
+            i, p = lams.index(chosen["params"]["lam"]), drops.index(chosen["params"]["drop_p"])
+            for j, split in enumerate(("val", "test")):
+                got = chosen[split]
+                assert got["mean"] == score[(lams[i], drops[p], split)]
+                assert got["std"]["mean"] == pytest.approx(np.std(per_seed_mean[:, i, p, j], ddof=1))
+                for t, task in enumerate(REPLICATE_TASKS):
+                    assert got["per_task"][task] == pytest.approx(normalized[:, i, p, t, j].mean())
+                    assert got["std"]["per_task"][task] == pytest.approx(np.std(normalized[:, i, p, t, j], ddof=1))
+                    assert got["accuracy"][task] == pytest.approx(correct[:, i, p, t, j].mean() / 100)
+                assert [run["seed"] for run in got["replicates"]] == list(SEEDS)
+                assert [run["mean"] for run in got["replicates"]] == list(per_seed_mean[:, i, p, j])
+                assert [run["per_task"]["b"] for run in got["replicates"]] == list(normalized[:, i, p, 1, j])
+        assert [step["score"] for step in result["greedy_path"]] == [
+            val_score(step["params"]) for step in result["greedy_path"]
+        ]
+        assert all("seed" not in step["params"] for step in result["greedy_path"])
+        ties += sum(step["kept"] and step["compared_with"] == step["score"] for step in result["greedy_path"])
+    assert ties > 10  # the tie rules (greedy: later equal value wins; grid: first maximum) were exercised
+
+
+def test_without_replicates_the_seed_stays_a_fixed_parameter():
+    rng = np.random.default_rng(0)
+    evaluations, _ = random_replicated_evaluations(rng, levels=50)
+    seed_one = [ev for ev in evaluations if ev["point"]["seed"] == 1]
+    result = select_method(seed_one, REPLICATE_FINETUNED, ["lam", "drop_p"], REPLICATE_GRIDS, {"drop_p": 0.1})
+    assert result["grid"]["params"]["seed"] == 1
+    assert "replicates" not in result and "std" not in result["grid"]["val"]
+    assert sorted(result["grid"]["val"]) == ["accuracy", "mean", "per_task"]
+
+
+def test_missing_or_unknown_replicates_are_errors_naming_the_setting():
+    rng = np.random.default_rng(1)
+    evaluations, _ = random_replicated_evaluations(rng, levels=50)
+    args = (REPLICATE_FINETUNED, ["lam", "drop_p"], REPLICATE_GRIDS, {"drop_p": 0.1})
+    lacking = [ev for ev in evaluations if not (ev["point"]["seed"] == 2 and ev["point"]["drop_p"] == 0.5)]
+    with pytest.raises(SelectionError, match=r"drop_p=0\.5.*not evaluated for replicates \['\{seed=2\}'\]"):
+        select_method(lacking, *args, replicates={"seed": [0, 1, 2]})
+    with pytest.raises(SelectionError, match=r"seed=2.*not one of the replicates"):
+        select_method(evaluations, *args, replicates={"seed": [0, 1]})
+    with pytest.raises(SelectionError, match="'seed' must not also"):
+        select_method(evaluations, *args[:3], {"drop_p": 0.1, "seed": 0}, replicates={"seed": [0, 1, 2]})
+    one_seed = select_method([ev for ev in evaluations if ev["point"]["seed"] == 0], *args, replicates={"seed": [0]})
+    assert one_seed["grid"]["val"]["std"]["mean"] is None  # ddof=1 over one replicate is undefined
+    assert json.loads(json.dumps(one_seed, allow_nan=False)) == one_seed
