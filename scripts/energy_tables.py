@@ -5,5 +5,6 @@ from loramerge.report.tables import load_energy, table1_svd_energy, table2_cur_e
 
 with job_log(snakemake.log[0], snakemake.threads):
     energy = load_energy(Path(snakemake.input[0]) / "energy.csv")
-    write_table(table1_svd_energy(energy), Path(snakemake.output.svd_csv).with_suffix(""))
-    write_table(table2_cur_energy(energy), Path(snakemake.output.cur_csv).with_suffix(""))
+    paper = snakemake.params.paper
+    write_table(table1_svd_energy(energy, paper=paper), Path(snakemake.output.svd_csv).with_suffix(""))
+    write_table(table2_cur_energy(energy, paper=paper), Path(snakemake.output.cur_csv).with_suffix(""))

@@ -5,9 +5,19 @@ from loramerge.jobs import job_log
 from loramerge.search import select_method
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
-    spec = snakemake.params.spec
+    spec, params = snakemake.params.spec, snakemake.params
     evaluations = sorted(Path(snakemake.input.evaluations).glob("*.json"))
-    selection = select_method(evaluations, snakemake.input.finetuned, spec["order"], spec["grids"], spec["defaults"])
+    selection = select_method(
+        evaluations,
+        snakemake.input.finetuned,
+        spec["order"],
+        spec["grids"],
+        spec["defaults"],
+        normalize_by=params.normalize_by,
+        published=params.published,
+        replicates=spec.get("replicates"),
+    )
+    log.info("normalised by: %s", selection["normalized_by"])
     for rule in ("greedy", "grid"):
         chosen = selection[rule]
         log.info("%s: %s val %.2f test %.2f", rule, chosen["params"], chosen["val"]["mean"], chosen["test"]["mean"])

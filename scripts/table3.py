@@ -9,5 +9,7 @@ with job_log(snakemake.log[0], snakemake.threads):
     methods = snakemake.params.methods
     selections = {method: read_json(path) for method, path in zip(methods, snakemake.input.searches, strict=True)}
     finetuned = load_finetuned(snakemake.input.finetuned)
-    table = table3_per_task(selections, finetuned, methods=methods, tasks=snakemake.params.tasks)
+    table = table3_per_task(
+        selections, finetuned, methods=methods, tasks=snakemake.params.tasks, paper=snakemake.params.paper
+    )
     write_table(table, Path(snakemake.output.csv).with_suffix(""))

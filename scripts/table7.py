@@ -2,10 +2,13 @@ from pathlib import Path
 
 from loramerge.jobs import job_log
 from loramerge.report.tables import table7_alpha_sweep, write_table
-from loramerge.search import build_setting_table, load_evaluations, load_finetuned
+from loramerge.search import build_setting_table, load_evaluations, load_finetuned, normalisation_base
 
 with job_log(snakemake.log[0], snakemake.threads):
+    params = snakemake.params
     evaluations = load_evaluations(sorted(Path(snakemake.input.evaluations).glob("*.json")))
-    settings = build_setting_table(evaluations, load_finetuned(snakemake.input.finetuned))
-    table = table7_alpha_sweep(settings, tasks=snakemake.params.tasks)
+    finetuned = load_finetuned(snakemake.input.finetuned)
+    base = normalisation_base(finetuned, params.normalize_by, params.published)
+    settings = build_setting_table(evaluations, finetuned, base=base)
+    table = table7_alpha_sweep(settings, tasks=params.tasks, paper=params.paper, normalized_by=params.normalize_by)
     write_table(table, Path(snakemake.output.csv).with_suffix(""))

@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loramerge.plan import ConfigError
 from loramerge.search import (
     SelectionError,
     build_setting_table,
-    check_selection_config,
     greedy_select,
     grid_select,
     load_evaluations,
@@ -319,18 +317,6 @@ def test_published_base_needs_every_task():
         normalisation_base(FINETUNED, "published", {"digits": 0.9, "letters": 480.0})
     with pytest.raises(SelectionError, match="normalize_by"):
         normalisation_base(FINETUNED, "typo")
-
-
-def test_config_check_names_the_key():
-    evaluate = {"normalize_by": "published", "joint": None}
-    with pytest.raises(ConfigError, match=r"evaluate\.normalize_by.*'demo' publishes none"):
-        check_selection_config(evaluate, {}, ["digits"], "demo")
-    with pytest.raises(ConfigError, match=r"evaluate\.normalize_by.*\['letters'\]"):
-        check_selection_config(evaluate, {"digits": 90.0}, ["digits", "letters"], "paper")
-    check_selection_config(evaluate, {"digits": 90.0}, ["digits"], "paper")
-    check_selection_config({"normalize_by": "measured", "joint": {"ks": [1, 3], "select_k": 3}}, {}, ["digits"], "demo")
-    with pytest.raises(ConfigError, match=r"evaluate\.joint\.select_k"):
-        check_selection_config({"normalize_by": "measured", "joint": {"ks": [1, 5], "select_k": 3}}, {}, [], "demo")
 
 
 # -- seed replicates -----------------------------------------------------------------------------------------------

@@ -1,25 +1,86 @@
-# The paper's tables and figures, each a CSV + Markdown pair or a PNG + PDF pair, all in the HTML report.
+# The paper's tables and figures, each a CSV + Markdown + LaTeX triple or a PNG + PDF pair, all in the HTML report.
+# With `report.paper`, every table puts the paper's published numbers and the difference beside ours.
+
+import hashlib
+from pathlib import Path
+
+PAPER = config["report"]["paper"]
+
+
+def paper_data_hash(paper):
+    """Content hash of the paper's tables shipped in the library: CODE["report"] hashes only its Python files, and
+    a corrected published number must rerun the tables that show it."""
+    if paper is None:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(Path(LIBRARY, "report", "paper", paper).glob("*.csv")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+PAPER_DATA = paper_data_hash(PAPER)
+TABLE_EXTENSIONS = ["csv", "md", "tex"]
 
 
 def final_outputs():
-    tables = ["table3_pertask", "table1_energy_svd", "table2_energy_cur"]
+    tables = [
+        "finetuned_accuracy",
+        "table3_pertask",
+        "table1_energy_svd",
+        "table2_energy_cur",
+    ]
     figures = ["fig1_overlap"]
     if {"cur_ties", "cur_r_ties"} <= set(PLANS):
         figures.append("fig2_ur_vs_r")
     if HYBRID in PLANS:
         tables.append("table7_alpha")
         figures.append("fig3_alpha")
+    if JOINT is not None:
+        tables += ["table5_joint", "table9_joint_pertask"]
     return expand(
         "results/{suite}/tables/{table}.{ext}",
         suite=SUITE,
         table=tables,
-        ext=["csv", "md"],
+        ext=TABLE_EXTENSIONS,
     ) + expand(
         "results/{suite}/figures/{figure}.{ext}",
         suite=SUITE,
         figure=figures,
         ext=["png", "pdf"],
     )
+
+
+def joint_searches(wildcards):
+    return expand(
+        "results/{suite}/search_joint/{method}.json",
+        suite=wildcards.suite,
+        method=PLANS,
+    )
+
+
+rule finetuned_table:
+    input:
+        finetuned_results,
+    output:
+        csv=report(
+            "results/{suite}/tables/finetuned_accuracy.csv",
+            caption="report/finetuned.rst",
+            category="Tables",
+        ),
+        md="results/{suite}/tables/finetuned_accuracy.md",
+        tex="results/{suite}/tables/finetuned_accuracy.tex",
+    log:
+        "logs/{suite}/finetuned_table.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        tasks=TASKS,
+        published=published_finetuned(),
+        normalize_by=NORMALIZE_BY,
+        code=CODE["report"],
+    script:
+        "../scripts/finetuned_table.py"
 
 
 rule table3:
@@ -33,6 +94,7 @@ rule table3:
             category="Tables",
         ),
         md="results/{suite}/tables/table3_pertask.md",
+        tex="results/{suite}/tables/table3_pertask.tex",
     log:
         "logs/{suite}/table3.log",
     conda:
@@ -40,9 +102,43 @@ rule table3:
     params:
         methods=list(PLANS),
         tasks=TASKS,
+        paper=PAPER,
+        paper_data=PAPER_DATA,
         code=CODE["report"],
     script:
         "../scripts/table3.py"
+
+
+rule joint_tables:
+    input:
+        joint_searches,
+    output:
+        table5_csv=report(
+            "results/{suite}/tables/table5_joint.csv",
+            caption="report/table5.rst",
+            category="Tables",
+        ),
+        table5_md="results/{suite}/tables/table5_joint.md",
+        table5_tex="results/{suite}/tables/table5_joint.tex",
+        table9_csv=report(
+            "results/{suite}/tables/table9_joint_pertask.csv",
+            caption="report/table9.rst",
+            category="Tables",
+        ),
+        table9_md="results/{suite}/tables/table9_joint_pertask.md",
+        table9_tex="results/{suite}/tables/table9_joint_pertask.tex",
+    log:
+        "logs/{suite}/joint_tables.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        methods=list(PLANS),
+        tasks=TASKS,
+        paper=PAPER,
+        paper_data=PAPER_DATA,
+        code=CODE["report"],
+    script:
+        "../scripts/tables_joint.py"
 
 
 rule table7:
@@ -57,12 +153,17 @@ rule table7:
             category="Tables",
         ),
         md="results/{suite}/tables/table7_alpha.md",
+        tex="results/{suite}/tables/table7_alpha.tex",
     log:
         "logs/{suite}/table7.log",
     conda:
         "../envs/report.yaml"
     params:
         tasks=TASKS,
+        normalize_by=NORMALIZE_BY,
+        published=PUBLISHED_BASE,
+        paper=PAPER,
+        paper_data=PAPER_DATA,
         code=CODE["report"],
     script:
         "../scripts/table7.py"
@@ -78,17 +179,21 @@ rule energy_tables:
             category="Tables",
         ),
         svd_md="results/{suite}/tables/table1_energy_svd.md",
+        svd_tex="results/{suite}/tables/table1_energy_svd.tex",
         cur_csv=report(
             "results/{suite}/tables/table2_energy_cur.csv",
             caption="report/table2.rst",
             category="Tables",
         ),
         cur_md="results/{suite}/tables/table2_energy_cur.md",
+        cur_tex="results/{suite}/tables/table2_energy_cur.tex",
     log:
         "logs/{suite}/energy_tables.log",
     conda:
         "../envs/report.yaml"
     params:
+        paper=PAPER,
+        paper_data=PAPER_DATA,
         code=CODE["report"],
     script:
         "../scripts/energy_tables.py"

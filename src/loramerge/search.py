@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from loramerge.errors import LoramergeError
-from loramerge.plan import ConfigError
 
 ParamValue = int | float | str | bool
 SettingKey = tuple[tuple[str, ParamValue], ...]
@@ -177,28 +176,6 @@ def normalisation_base(
             raise SelectionError(f"published fine-tuned accuracy of {task!r} is {value}; expected percent in (0, 100]")
         base[task] = value / 100.0
     return base
-
-
-def check_selection_config(
-    evaluate: Mapping[str, Any], published: Mapping[str, float], tasks: Sequence[str], suite: str
-) -> None:
-    """The relations of ``evaluate.normalize_by`` and ``evaluate.joint`` to the suite; raises ConfigError.
-
-    Called when the workflow starts, so that a run that could not normalise or select stops before any job.
-    """
-    if evaluate["normalize_by"] == "published":
-        missing = [task for task in tasks if task not in published]
-        if missing:
-            have = "publishes none" if not published else f"publishes none for tasks {missing}"
-            raise ConfigError(
-                "evaluate.normalize_by",
-                f"'published' needs the suite's published fine-tuned accuracies, and suite {suite!r} {have}; "
-                "use 'measured'",
-            )
-    joint = evaluate.get("joint")
-    if joint is not None and joint["select_k"] not in joint["ks"]:
-        problem = f"{joint['select_k']} is not one of evaluate.joint.ks {joint['ks']}"
-        raise ConfigError("evaluate.joint.select_k", problem)
 
 
 # -- scores of one setting on one split --------------------------------------------------------------------------------

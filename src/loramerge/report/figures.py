@@ -2,7 +2,8 @@
 
 - Figure 1 (:func:`figure1_overlap_heatmap`): SVD/CUR subspace overlap per layer × module type, from ``overlap.csv``.
 - Figure 2 (:func:`figure2_cur_spaces`): per-task normalised test accuracy of CUR merging in UR vs R space.
-- Figure 3 (:func:`figure3_alpha_curve`): mean normalised accuracy (test and validation) against α.
+- Figure 3 (:func:`figure3_alpha_curve`): mean normalised accuracy (test and validation) against α, and the paper's
+  curve when there is one.
 
 PNGs carry no ``Software`` entry and PDFs no ``CreationDate``/``Producer``, so the same inputs and matplotlib
 version give the same bytes.
@@ -23,6 +24,9 @@ from matplotlib.figure import Figure
 
 from loramerge.atomic import write_atomically
 from loramerge.report.tables import (
+    OURS,
+    PAPER,
+    SOURCE_COLUMN,
     SWEEP_AVERAGE_COLUMN,
     SWEEP_VAL_AVERAGE_COLUMN,
     method_display_name,
@@ -181,16 +185,27 @@ def figure2_cur_spaces(
     return save_figure(figure, stem)
 
 
+def split_sources(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Our rows and the paper's rows of a table with a ``Source`` column (as read back from its CSV); a table without
+    one is all ours."""
+    if SOURCE_COLUMN not in table.columns:
+        return table, None
+    paper = table[table[SOURCE_COLUMN] == PAPER]
+    return table[table[SOURCE_COLUMN] == OURS], (paper if len(paper) else None)
+
+
 def figure3_alpha_curve(
     sweep: pd.DataFrame,
     stem: str | Path,
     *,
     alpha_column: str = "alpha",
     selected_alpha: float | None = None,
+    paper: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
     """Figure 3: mean normalised accuracy against α, test and validation lines with markers, selected α marked.
 
-    ``sweep`` is :func:`loramerge.report.tables.table7_alpha_sweep`'s frame (columns α, ``Avg``, ``Val Avg``).
+    ``sweep`` is :func:`loramerge.report.tables.table7_alpha_sweep`'s frame (columns α, ``Avg``, ``Val Avg``) without
+    a paper; ``paper`` (columns α and ``Avg``), the paper's Table 7, is drawn as a third, grey line.
     """
     for column in (alpha_column, SWEEP_AVERAGE_COLUMN, SWEEP_VAL_AVERAGE_COLUMN):
         if column not in sweep.columns:
@@ -201,6 +216,16 @@ def figure3_alpha_curve(
     axes = figure.add_subplot()
     axes.plot(alphas, ordered[SWEEP_AVERAGE_COLUMN].astype(float), marker="o", label="test")
     axes.plot(alphas, ordered[SWEEP_VAL_AVERAGE_COLUMN].astype(float), marker="s", linestyle="--", label="validation")
+    if paper is not None:
+        published = paper.sort_values(alpha_column, kind="stable")
+        axes.plot(
+            published[alpha_column].astype(float),
+            published[SWEEP_AVERAGE_COLUMN].astype(float),
+            marker="^",
+            linestyle="-.",
+            color="grey",
+            label="paper (test)",
+        )
     if selected_alpha is not None:
         axes.axvline(
             float(selected_alpha),

@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from loramerge.jobs import job_log
+from loramerge.report.tables import finetuned_table, write_table
+from loramerge.search import load_finetuned
+
+with job_log(snakemake.log[0], snakemake.threads):
+    params = snakemake.params
+    table = finetuned_table(
+        load_finetuned(snakemake.input),
+        tasks=params.tasks,
+        published=params.published,
+        normalized_by=params.normalize_by,
+    )
+    write_table(table, Path(snakemake.output.csv).with_suffix(""))

@@ -1,0 +1,25 @@
+from pathlib import Path
+
+from loramerge.atomic import write_json
+from loramerge.jobs import job_log
+from loramerge.search import select_joint
+
+with job_log(snakemake.log[0], snakemake.threads) as log:
+    spec, joint = snakemake.params.spec, snakemake.params.joint
+    evaluations = sorted(Path(snakemake.input.evaluations).glob("*.json"))
+    selection = select_joint(
+        evaluations,
+        spec["order"],
+        spec["grids"],
+        spec["defaults"],
+        ks=joint["ks"],
+        select_k=joint["select_k"],
+        tasks=snakemake.params.tasks,
+        replicates=spec.get("replicates"),
+    )
+    k = str(joint["select_k"])
+    for rule in ("greedy", "grid"):
+        chosen = selection[rule]
+        val, test = chosen["val"]["pooled"][k], chosen["test"]["pooled"][k]
+        log.info("%s: %s val Hits@%s %.2f test %.2f", rule, chosen["params"], k, val, test)
+    write_json(snakemake.output[0], selection)

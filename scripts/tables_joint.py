@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from loramerge.atomic import read_json
+from loramerge.jobs import job_log
+from loramerge.report.tables import table5_joint, table9_joint_per_task, write_table
+
+with job_log(snakemake.log[0], snakemake.threads):
+    params = snakemake.params
+    selections = {method: read_json(path) for method, path in zip(params.methods, snakemake.input, strict=True)}
+    table5 = table5_joint(selections, methods=params.methods, paper=params.paper)
+    write_table(table5, Path(snakemake.output.table5_csv).with_suffix(""))
+    table9 = table9_joint_per_task(selections, methods=params.methods, tasks=params.tasks, paper=params.paper)
+    write_table(table9, Path(snakemake.output.table9_csv).with_suffix(""))
