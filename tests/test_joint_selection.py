@@ -6,8 +6,11 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from loramerge.search import (
@@ -204,3 +207,90 @@ def test_a_missing_task_is_an_error_naming_the_setting():
     ev = joint_evaluation("ta", {}, {1.0: {"a": (10, 20, 30)}}, TOTALS)
     with pytest.raises(SelectionError, match=r"lam=1\.0.*tasks \['b'\]"):
         build_joint_table([ev], ks=KS, select_k=3, tasks=["a", "b"])
+
+
+# -- the workflow scripts: joint evaluation files → joint searches → Tables 5 and 9 ------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+VIT_TASKS = ["cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn"]
+
+
+class Files(list):
+    """What a script sees as ``snakemake.input``/``output``: the files in order, the named ones also as attributes."""
+
+    def __init__(self, *files: object, **named: object) -> None:
+        super().__init__([*map(str, files), *map(str, named.values())])
+        self.__dict__.update({name: str(value) for name, value in named.items()})
+
+
+def run_script(name: str, tmp_path: Path, *, input: Files, output: Files, **params) -> None:
+    job = SimpleNamespace(
+        input=input, output=output, params=SimpleNamespace(**params), log=[str(tmp_path / f"{name}.log")], threads=1
+    )
+    runpy.run_path(str(ROOT / "scripts" / name), init_globals={"snakemake": job})
+
+
+def test_joint_scripts_from_evaluation_files_to_tables_5_and_9(tmp_path: Path):
+    totals = {task: 100 * (i + 1) for i, task in enumerate(VIT_TASKS)}
+    specs = {
+        "ties": ({"order": ["lam", "top_k"], "grids": {"lam": [0.5, 1.0], "top_k": [20, 30]},
+                  "defaults": {"top_k": 20}},
+                 [{"top_k": 20}, {"top_k": 30}]),
+        "dare_ties": ({"order": ["lam"], "grids": {"lam": [0.5, 1.0]}, "defaults": {"drop_p": 0.1, "top_k": 100},
+                       "replicates": {"seed": [0, 1, 2]}},
+                      [{"drop_p": 0.1, "seed": seed, "top_k": 100} for seed in (0, 1, 2)]),
+    }  # fmt: skip
+    searches = []
+    for method, (spec, points) in specs.items():
+        folder = tmp_path / "joint" / method
+        folder.mkdir(parents=True)
+        for number, point in enumerate(points):
+            # Hits@3 of every task: 40 % at λ 0.5, 60 % at λ 1.0, plus 5 % per point number (top_k 30, seeds 1 and 2)
+            hits = {
+                lam: {t: (n * base // 200, n * (base + 5 * number) // 100, n) for t, n in totals.items()}
+                for lam, base in ((0.5, 40), (1.0, 60))
+            }
+            (folder / f"{number}.json").write_text(json.dumps(joint_evaluation(method, point, hits, totals)))
+        searches.append(tmp_path / "search_joint" / f"{method}.json")
+        run_script(
+            "search_joint.py",
+            tmp_path,
+            input=Files(evaluations=folder),
+            output=Files(searches[-1]),
+            spec=spec,
+            joint={"ks": KS, "select_k": 3},
+            tasks=VIT_TASKS,
+        )
+    ties = json.loads(searches[0].read_text())
+    assert ties["greedy"]["params"] == ties["grid"]["params"] == {"lam": 1.0, "top_k": 30}
+    assert ties["grid"]["test"]["pooled"]["3"] == pytest.approx(65.0)
+    dare = json.loads(searches[1].read_text())
+    assert dare["grid"]["params"] == {"drop_p": 0.1, "lam": 1.0, "top_k": 100}
+    assert dare["grid"]["test"]["pooled"]["3"] == pytest.approx(65.0)  # seeds at 60, 65, 70
+    assert dare["grid"]["test"]["std"]["pooled"]["3"] == pytest.approx(5.0)
+
+    stems = {name: tmp_path / "tables" / name for name in ("table5_joint", "table9_joint_pertask")}
+    run_script(
+        "tables_joint.py",
+        tmp_path,
+        input=Files(*searches),
+        output=Files(
+            **{
+                f"table{n}_{ext}": stems[name].with_suffix(f".{ext}")
+                for n, name in ((5, "table5_joint"), (9, "table9_joint_pertask"))
+                for ext in ("csv", "md", "tex")
+            }
+        ),
+        methods=list(specs),
+        tasks=VIT_TASKS,
+        paper="vit-b32",
+    )
+    table5 = pd.read_csv(stems["table5_joint"].with_suffix(".csv"), keep_default_na=False)
+    ties_rows = table5[(table5["Method"] == "TIES") & (table5["Selection"] != "")].set_index(["Selection", "Source"])
+    assert ties_rows.loc[("greedy", "Δ"), "Hits@3"] == pytest.approx(65.0 - 65.4)
+    dare_rows = table5[table5["Method"] == "DARE-TIES"]
+    assert list(dare_rows["Source"]) == ["ours", "ours std", "paper", "Δ"] * 2
+    assert "65.00 ± 5.00" in stems["table5_joint"].with_suffix(".md").read_text()
+    table9 = pd.read_csv(stems["table9_joint_pertask"].with_suffix(".csv"), keep_default_na=False)
+    assert set(table9["Method"]) >= {"TIES", "DARE-TIES", "Ensemble", "LoRA-LEGO", "Ours"}
+    assert stems["table9_joint_pertask"].with_suffix(".tex").read_text().count("\\begin{tabular}") == 1
