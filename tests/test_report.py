@@ -272,6 +272,7 @@ def vit_selection(
         scores = {"per_task": dict(zip(VIT_TASKS, per_task, strict=True)), "mean": mean, "accuracy": {}}
         if spread is not None:
             scores["std"] = {"per_task": dict(zip(VIT_TASKS, spread, strict=True)), "mean": spread[0] / 2}
+            scores["replicates"] = [{"seed": seed} for seed in (0, 1, 2)]  # (their numbers are not read)
         return scores
 
     summary = {
@@ -368,6 +369,7 @@ def joint_selection(pooled: dict[int, float], per_task: dict[int, list[float]], 
                 "pooled": {str(k): std for k in pooled_values},
                 "per_task": {t: {str(k): std for k in per_task} for t in VIT_TASKS},
             }
+            scores["replicates"] = [{"seed": seed} for seed in (0, 1, 2)]
         return scores
 
     summary = {
@@ -514,6 +516,13 @@ def test_table3_from_a_replicated_search():
         and spread["Average"] == pytest.approx(20.0)
     )
     assert "120.00 ± 20.00" in tables.to_markdown(table)
+    # one seed has no sample spread: no std row, and without a paper the demo's layout
+    one = select_method(
+        evaluations[:1], finetuned, ["lam"], {"lam": [0.5, 1.0]}, {"drop_p": 0.1}, replicates={"seed": [0]}
+    )
+    single = tables.table3_per_task({"dare_ties": one}, finetuned, rules=["grid"])
+    assert "Source" not in single.columns and len(single) == 2
+    assert single.iloc[1]["DTD"] == pytest.approx(100.0) and "±" not in tables.to_markdown(single)
 
 
 def test_figure3_overlays_the_papers_curve(tmp_path: Path):

@@ -193,8 +193,17 @@ def normalization_note(normalized_by: str | None) -> str:
     return f"Normalisation base: {normalized_by} (accuracies are {meaning})."
 
 
+def _replicate_count(selection: Mapping[str, Any]) -> int:
+    return math.prod(len(values) for values in selection.get("replicates", {}).values())
+
+
+def _has_spread(chosen: Mapping[str, Any]) -> bool:
+    """Whether a chosen setting was scored over two replicates or more (one replicate has no sample spread)."""
+    return "std" in chosen["test"] and len(chosen["test"].get("replicates", [])) > 1
+
+
 def _replicates_note(selections: Mapping[str, Mapping[str, Any]], methods: Sequence[str]) -> str:
-    replicated = [method for method in methods if "replicates" in selections[method]]
+    replicated = [method for method in methods if _replicate_count(selections[method]) > 1]
     if not replicated:
         return ""
     spec = "; ".join(f"{name} {values}" for name, values in sorted(selections[replicated[0]]["replicates"].items()))
@@ -279,7 +288,7 @@ def table3_per_task(
                 VAL_AVERAGE_COLUMN: _number(chosen["val"]["mean"]),
             }
             std = None
-            if "std" in chosen["test"]:
+            if _has_spread(chosen):
                 spread = _per_task(chosen["test"]["std"], tasks, f"{method} ({rule}) test std")
                 std = {
                     **dict(zip(task_columns, spread, strict=True)),
@@ -369,7 +378,7 @@ def table5_joint(
             ours = {f"Hits@{k}": _number(chosen["test"]["pooled"][str(k)]) for k in ks}
             ours[val_column] = _number(chosen["val"]["pooled"][str(select_k)])
             std = None
-            if "std" in chosen["test"]:
+            if _has_spread(chosen):
                 std = {f"Hits@{k}": _number(chosen["test"]["std"]["pooled"][str(k)]) for k in ks}
                 std[val_column] = _number(chosen["val"]["std"]["pooled"][str(select_k)])
             labels = {"Method": method_display_name(method), "Selection": rule}
@@ -436,7 +445,7 @@ def table9_joint_per_task(
                 metric = f"Hits@{k}"
                 labels = {"Method": method_display_name(method), "Selection": rule, "Metric": metric}
                 ours = split_values(chosen["test"], k, f"{method} ({rule}) test")
-                std = split_values(chosen["test"]["std"], k, f"{method} std") if "std" in chosen["test"] else None
+                std = split_values(chosen["test"]["std"], k, f"{method} std") if _has_spread(chosen) else None
                 rows.ours(labels, ours, std)
                 if (name, metric) in published:
                     mapped.add(name)
