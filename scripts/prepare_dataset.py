@@ -12,7 +12,10 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
     class_names = read_class_names(inputs.classnames)
     processor = image_processor(inputs.backbone, snakemake.params.image_size)
     source = f"{repo} ({task})"
-    splits = evaluation_splits(files, spec, class_names, processor, permutation, snakemake.params.val_fraction, source)
+    params = snakemake.params
+    splits = evaluation_splits(
+        files, spec, class_names, processor, permutation, params.val_fraction, source, params.holdout_seed
+    )
     for split, (images, labels) in splits.items():
         info = metadata(task=task, split=split, repo=repo, protocol=spec["split"])
         save_split(snakemake.output[split], images, labels, class_names, info)

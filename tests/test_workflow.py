@@ -22,9 +22,12 @@ TABLES = ["table3_pertask", "table7_alpha", "table1_energy_svd", "table2_energy_
 FIGURES = ["fig1_overlap", "fig2_ur_vs_r", "fig3_alpha"]
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     # The rules call the `loramerge` console script, which lives next to this interpreter.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, **(env or {})}
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
         "--workflow-profile", "none", "--cores", "2", *args,

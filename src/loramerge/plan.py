@@ -154,7 +154,9 @@ def _check_vision(config: Mapping[str, Any]) -> None:
         key = f"vision.tasks.{task}"
         if spec["split"] == "permutation" and "permutation" not in spec:
             raise ConfigError(f"{key}.permutation", "a permutation split needs the KnOTS permutation file name")
-        needed = {"test"} if spec["split"] == "permutation" else {"val", "test"}
+        needed = {"permutation": {"test"}, "official": {"val", "test"}, "train_holdout": {"train", "test"}}[
+            spec["split"]
+        ]
         if set(spec["dataset"]["files"]) != needed:
             raise ConfigError(
                 f"{key}.dataset.files", f"a {spec['split']} split reads exactly the splits {sorted(needed)}"

@@ -78,7 +78,8 @@ def convert_clip_snapshot(files: Mapping[str, Path], clip_folder: str | Path, vi
         raise DataError(
             "backbone", f"weights do not fit the config: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
-    vision_config = CLIPVisionConfig(**config.vision_config.to_dict(), projection_dim=config.projection_dim)
+    # the vision config alone defaults projection_dim to 512: take the CLIP model's
+    vision_config = CLIPVisionConfig(**{**config.vision_config.to_dict(), "projection_dim": config.projection_dim})
     vision = CLIPVisionModelWithProjection(vision_config)
     vision.vision_model.load_state_dict(model.vision_model.state_dict())
     vision.visual_projection.load_state_dict(model.visual_projection.state_dict())
@@ -234,8 +235,12 @@ def evaluation_splits(
     permutation: np.ndarray | None,
     val_fraction: float,
     source: str,
+    holdout_seed: int = 0,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{'val' | 'test': (uint8 crops, int64 labels)} of one task as the KnOTS protocol splits it, size-checked."""
+    """{'val' | 'test': (uint8 crops, int64 labels)} of one task as the KnOTS protocol splits it, size-checked.
+
+    `train_holdout` (for a dataset whose official validation split is not available) takes the official test split
+    and, as validation, `sizes.val` rows of train drawn with `holdout_seed`, in train order."""
     dataset_spec = spec["dataset"]
     image_column, label_column = dataset_spec["image_column"], dataset_spec["label_column"]
 
@@ -252,6 +257,10 @@ def evaluation_splits(
             split: (dataset, rows)
             for split, rows in knots_split(permutation, len(dataset), val_fraction, source).items()
         }
+    elif spec["split"] == "train_holdout":
+        train, test = read("train"), read("test")
+        holdout = np.random.default_rng(holdout_seed).permutation(len(train))[: spec["sizes"]["val"]]
+        parts = {"val": (train, np.sort(holdout)), "test": (test, np.arange(len(test)))}
     else:
         parts = {split: (data, np.arange(len(data))) for split in ("val", "test") for data in [read(split)]}
     splits = {}

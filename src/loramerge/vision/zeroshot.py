@@ -103,7 +103,7 @@ def joint_head(
             )
         if heads[task][1] != heads[owner][1]:
             raise DataError("evaluate.joint", f"'{task}' shares rows with '{owner}' but their class names differ")
-        maps[task] = maps[owner]
+        maps[task] = maps[owner].clone()
     return torch.cat(rows), names, {task: maps[task] for task in heads}
 
 
