@@ -225,7 +225,7 @@ def _cut_down(config: dict[str, Any]) -> dict[str, Any]:
     config["evaluate"].update({"batch_size": 64, "threads": 1, "normalize_by": "published"})
     merge = config["merge"]
     merge["lambdas"] = [0.5, 1.0]
-    for name, spec in merge["methods"].items():
+    for spec in merge["methods"].values():
         spec.pop("lambdas", None)
         if "seeds" in spec:
             spec["seeds"] = [0, 1]

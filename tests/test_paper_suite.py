@@ -7,18 +7,18 @@ import json
 import shutil
 from pathlib import Path
 
+import fakehub
 import numpy as np
 import pytest
 import torch
 import yaml
+from test_workflow import ROOT, snakemake
 
-import fakehub
 from loramerge.hub import HubError, fetch_repo_files, read_lock
 from loramerge.vision.evaluate import count_hits
 from loramerge.vision.hubdata import knots_split, read_numpy_permutation
 from loramerge.vision.tasks import DataError, load_split
 from loramerge.vision.zeroshot import joint_head, load_joint_head, read_class_names, save_joint_head
-from test_workflow import ROOT, snakemake
 
 
 def offline_env(root: Path) -> dict[str, str]:
@@ -85,7 +85,7 @@ def test_downloaded_adapters_are_converted_to_safetensors(paper_run):
 
 def test_splits_follow_the_permutation_order(fake_suite, paper_run):
     """Validation is the first int(0.2·N) entries of the shipped permutation, test the rest, in permutation order."""
-    root, config = fake_suite
+    root, _ = fake_suite
     import datasets
 
     parquet = next((root / "hub").glob("datasets--fake-org--mnist/snapshots/*/data/test-*.parquet"))
@@ -162,7 +162,7 @@ def test_a_sha256_mismatch_stops_the_download_naming_the_file(fake_suite, tmp_pa
 
 
 def test_a_repository_missing_from_the_lock_says_how_to_lock(tmp_path):
-    with pytest.raises(HubError, match="no lock entry.*loramerge lock"):
+    with pytest.raises(HubError, match=r"no lock entry.*loramerge lock"):
         fetch_repo_files(read_lock(tmp_path / "absent.json"), tmp_path / "absent.json", "model", "org/repo")
 
 
