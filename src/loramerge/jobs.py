@@ -1,13 +1,17 @@
-"""What every workflow job does around its work: log to its log file, use its thread budget, and report errors."""
+"""What every workflow job does around its work: log to its log file, use its thread budget, pick its device, and
+report errors."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+from loramerge import gpus
 
 
 @contextlib.contextmanager
@@ -38,12 +42,29 @@ def job_log(log_path: str | Path, threads: int = 1) -> Iterator[logging.Logger]:
         logger.info("done in %.1f s", time.perf_counter() - start)
 
 
-def pick_device(requested: str, logger: logging.Logger) -> str:
-    """The device a job runs on: `cuda` when asked for and present, else the CPU, saying so in the log."""
-    import torch
+def pick_device(
+    requested: str, logger: logging.Logger, visible: Callable[[], Sequence[str]] = gpus.visible_gpus
+) -> str:
+    """The device a job runs on: for `cuda`, a GPU that no other job on this machine holds, else the CPU.
 
-    if requested == "cuda" and not torch.cuda.is_available():
-        logger.warning("device: cuda was requested but no GPU is visible; running on the CPU")
+    `cuda` returns cuda:<i> for the i-th visible GPU (CUDA_VISIBLE_DEVICES, which SLURM sets to the GPUs it granted)
+    and keeps that GPU locked until the process exits (loramerge.gpus). It returns an explicit index rather than
+    narrowing CUDA_VISIBLE_DEVICES to the chosen GPU because the scripts import torch before they get here, and
+    counting the devices initialises CUDA, after which the variable is no longer read. Callers pass the returned
+    device to every model and tensor. Without a usable GPU the job runs on the CPU and the log says why; any other
+    request (cpu) is returned as it is. `visible` lists the devices; tests pass fakes."""
+    if requested != "cuda":
+        logger.info("device: %s", requested)
+        return requested
+    devices = list(visible())
+    if not devices:
+        import torch
+
+        reason = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no GPU"
+        mask = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+        logger.warning("device: cuda was requested but %s (CUDA_VISIBLE_DEVICES=%s); running on the CPU", reason, mask)
         return "cpu"
-    logger.info("device: %s", requested)
-    return requested
+    directory = gpus.lock_dir()
+    index = gpus.acquire_gpu(devices, directory, logger)
+    logger.info("device: cuda:%d (GPU %s of %d visible, lock in %s)", index, devices[index], len(devices), directory)
+    return f"cuda:{index}"
