@@ -54,6 +54,7 @@ def paper_run(fake_suite) -> Path:
 
 
 def test_paper_config_dry_runs_to_the_full_dag(tmp_path):
+    shutil.copytree(ROOT / "config" / "vit-b32", tmp_path / "config" / "vit-b32")  # class names, relative to the run
     result = snakemake(tmp_path, "--configfile", str(ROOT / "config" / "paper-vit-b32.yaml"), "-n", "--quiet", "rules")
     counts = {
         line.split()[0]: int(line.split()[1])
@@ -176,7 +177,7 @@ def test_a_tampered_blob_stops_the_run(fake_suite, tmp_path):
     workdir = paper_workdir(tmp_path, config)
     env = {**offline_env(root), "HF_HUB_CACHE": str(hub)}
     result = snakemake(
-        workdir, "--configfile", str(workdir / "paper.yaml"), "resources/vit-b32/adapters/gtsrb", env=env, check=False
+        workdir, "resources/vit-b32/adapters/gtsrb", "--configfile", str(workdir / "paper.yaml"), env=env, check=False
     )
     assert result.returncode != 0
     assert "sha256 mismatch" in result.stderr + result.stdout
@@ -189,12 +190,11 @@ def test_a_wrong_split_size_stops_the_run(fake_suite, tmp_path):
     config["vision"]["tasks"]["svhn"]["sizes"]["test"] += 1
     workdir = paper_workdir(tmp_path, config)
     target = "resources/vit-b32/data/svhn/test.safetensors"
-    result = snakemake(workdir, "--configfile", str(workdir / "paper.yaml"), target, env=offline_env(root), check=False)
+    result = snakemake(workdir, target, "--configfile", str(workdir / "paper.yaml"), env=offline_env(root), check=False)
     assert result.returncode != 0
     assert "the test split has 32 examples but the KnOTS protocol's is 33" in result.stderr + result.stdout
-    assert not (workdir / "resources" / "vit-b32" / "data" / "svhn").exists() or not any(
-        (workdir / "resources" / "vit-b32" / "data" / "svhn").glob("*.safetensors")
-    )
+    data = workdir / "resources" / "vit-b32" / "data" / "svhn"
+    assert not (data / "val.safetensors").exists() and not (data / "test.safetensors").exists()
 
 
 def test_a_missing_class_name_file_stops_the_run(fake_suite, tmp_path):
