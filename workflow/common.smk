@@ -146,7 +146,8 @@ def permutation_url(task):
 
 def lock_file(wildcards):
     """The lock as an input once it exists, so that relocking reruns the downloads; before that, the download jobs
-    stop with a message saying how to create it (and a dry run still shows the whole DAG)."""
+    stop with a message saying how to create it (and a dry run still shows the whole DAG).
+    """
     return [VISION["lock"]] if os.path.exists(VISION["lock"]) else []
 
 

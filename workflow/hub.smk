@@ -71,7 +71,9 @@ rule prepare_dataset:
         spec=lambda wildcards: VISION["tasks"][wildcards.task],
         image_size=VISION["image_size"],
         val_fraction=VISION["val_fraction"],
-        holdout_seed=lambda wildcards: derive_seed(config["seed"], "holdout", wildcards.task),
+        holdout_seed=lambda wildcards: derive_seed(
+            config["seed"], "holdout", wildcards.task
+        ),
         lock=VISION["lock"],
         code=CODE["hub"],
     script:
