@@ -81,6 +81,7 @@ def expected_counts(config: dict) -> dict[str, int]:
         "merge": merges,
         "evaluate_merged": len(plans),
         "search": len(plans),
+        "finetuned_table": 1,
         "table3": 1,
         "table7": 1,
         "energy_tables": 1,
