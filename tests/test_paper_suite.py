@@ -14,7 +14,7 @@ import torch
 import yaml
 from test_workflow import ROOT, snakemake
 
-from loramerge.hub import HubError, fetch_repo_files, read_lock
+from loramerge.hub import HubError, fetch_repo_files, lock_repo, lock_suite, read_lock
 from loramerge.vision.evaluate import count_hits
 from loramerge.vision.hubdata import knots_split, read_numpy_permutation
 from loramerge.vision.tasks import DataError, load_split
@@ -207,3 +207,22 @@ def test_a_missing_class_name_file_stops_the_run(fake_suite, tmp_path):
     assert "absent/dtd.txt" in result.stderr + result.stdout
     with pytest.raises(DataError, match="class-name file does not exist"):
         read_class_names(tmp_path / "absent" / "dtd.txt")
+
+
+def test_lock_records_commits_and_checksums_and_only_extends(fake_suite):
+    root, config = fake_suite
+    lock = read_lock(config["vision"]["lock"])
+    entry = lock["repos"]["model:fake-org/lora-cars"]
+    assert entry["revision"] == fakehub.LocalHub(root / "hub").resolve("fake-org/lora-cars", "model", "main")[0]
+    assert sorted(entry["files"]) == ["adapter_config.json", "adapter_model.bin"]  # README.md matches no pattern
+    assert len(lock["urls"]) == 5 and all(url.startswith("file://") for url in lock["urls"])
+    kept = {"repos": {"model:fake-org/lora-cars": {"revision": "f" * 40, "files": {"x": "0" * 64}}}, "urls": {}}
+    extended = lock_suite(config["vision"], kept, client=fakehub.LocalHub(root / "hub"), log=lambda _: None)
+    assert extended["repos"]["model:fake-org/lora-cars"]["revision"] == "f" * 40
+    assert extended["repos"]["model:fake-org/lora-dtd"] == lock["repos"]["model:fake-org/lora-dtd"]
+
+
+def test_lock_refuses_a_pattern_that_matches_nothing(fake_suite):
+    root, _ = fake_suite
+    with pytest.raises(HubError, match=r"no file matches 'model\.safetensors'"):
+        lock_repo("model", "fake-org/tiny-clip", ["model.safetensors"], client=fakehub.LocalHub(root / "hub"))
