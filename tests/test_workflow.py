@@ -18,7 +18,7 @@ from loramerge.plan import build_plan
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = ROOT / "tests" / "smoke" / "config.yaml"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
-TABLES = ["table3_pertask", "table7_alpha", "table1_energy_svd", "table2_energy_cur"]
+TABLES = ["finetuned_accuracy", "table3_pertask", "table7_alpha", "table1_energy_svd", "table2_energy_cur"]
 FIGURES = ["fig1_overlap", "fig2_ur_vs_r", "fig3_alpha"]
 
 
@@ -175,7 +175,7 @@ def smoke_runs(tmp_path_factory) -> tuple[Path, Path]:
 def test_smoke_run_writes_every_table_and_figure(smoke_runs):
     results = smoke_runs[0] / "results" / "demo"
     for table in TABLES:
-        for extension in ("csv", "md"):
+        for extension in ("csv", "md", "tex"):
             assert (results / "tables" / f"{table}.{extension}").stat().st_size > 0
     for figure in FIGURES:
         for extension in ("png", "pdf"):
