@@ -311,7 +311,8 @@ def test_slurm_runs_the_smoke_demo_gpu_rules_on_gpus_with_the_tables_of_a_local_
         try:
             result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=SLURM_RUN_TIMEOUT)
         except subprocess.TimeoutExpired as timeout:
-            pytest.fail(f"the SLURM run took over {SLURM_RUN_TIMEOUT} s:\n{str(timeout.stderr)[-6000:]}")
+            stderr = timeout.stderr.decode(errors="replace") if isinstance(timeout.stderr, bytes) else timeout.stderr
+            pytest.fail(f"the SLURM run took over {SLURM_RUN_TIMEOUT} s:\n{(stderr or '')[-6000:]}")
         slurm_seconds = time.monotonic() - started
         local_run.result()
     output = result.stdout + result.stderr
