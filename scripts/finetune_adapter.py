@@ -19,6 +19,7 @@ with job_log(snakemake.log[0], threads=1) as log:  # fixed: the thread count cha
         batch_size=settings["batch_size"],
         lr=settings["lr"],
         seed=seed,
+        device=device,
     )
     log.info("fine-tuning %s: %s", snakemake.wildcards.task, stats)
     metadata = {"task": snakemake.wildcards.task, "seed": str(seed)}

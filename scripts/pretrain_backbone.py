@@ -1,4 +1,4 @@
-from loramerge.jobs import job_log
+from loramerge.jobs import job_log, pick_device
 from loramerge.vision.model import build_backbone, save_backbone
 from loramerge.vision.tasks import load_split
 from loramerge.vision.train import pretrain
@@ -6,6 +6,7 @@ from loramerge.vision.train import pretrain
 params = snakemake.params
 # The thread count changes float reduction order, hence the weights: it comes from the config, not the scheduler.
 with job_log(snakemake.log[0], params.pretrain["threads"]) as log:
+    device = pick_device(params.device, log)
     images, labels, class_names = load_split(snakemake.input[0])
     model = build_backbone({**params.backbone, "image_size": params.image_size}, params.seed)
     settings = params.pretrain
@@ -18,6 +19,7 @@ with job_log(snakemake.log[0], params.pretrain["threads"]) as log:
         settings["batch_size"],
         settings["lr"],
         params.seed,
+        device=device,
     )
     log.info("pretraining: %s", stats)
     save_backbone(model, snakemake.output[0])

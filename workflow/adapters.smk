@@ -21,6 +21,7 @@ rule pretrain_backbone:
         image_size=config["demo"]["image_size"],
         pretrain=config["demo"]["pretrain"],
         seed=derive_seed(config["seed"], "pretrain"),
+        device=config["device"],
         code=CODE["vision"],
     script:
         "../scripts/pretrain_backbone.py"

@@ -7,7 +7,7 @@ rule pretrain_data:
     log:
         "logs/{suite}/pretrain_data.log",
     conda:
-        "../envs/gpu.yaml"
+        "../envs/download.yaml"
     params:
         sources=sorted({task["source"] for task in config["demo"]["tasks"].values()}),
         images_per_source=config["demo"]["pretrain"]["images_per_source"],
@@ -26,7 +26,7 @@ rule task_data:
     log:
         "logs/{suite}/task_data/{task}.log",
     conda:
-        "../envs/gpu.yaml"
+        "../envs/download.yaml"
     params:
         spec=lambda wildcards: config["demo"]["tasks"][wildcards.task],
         image_size=config["demo"]["image_size"],

@@ -111,14 +111,17 @@ def pretrain(
     lr: float = 2e-3,
     seed: int = 0,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> dict:
-    """Train the whole backbone in place, with a throwaway cosine head, on pretext labels; returns training stats."""
+    """Train the whole backbone in place on `device`, with a throwaway cosine head, on pretext labels; returns
+    training stats. Random draws (head, batch order) come from CPU generators, so they do not depend on the device."""
     _check_training_data(images, labels, n_classes, steps, batch_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = torch.nn.Parameter(torch.randn(n_classes, model.config.projection_dim))
+        head = torch.nn.Parameter(torch.randn(n_classes, model.config.projection_dim).to(device))
     generator = torch.Generator().manual_seed(seed)
-    pixel_values = preprocess(images)
+    model.to(device)
+    pixel_values, labels = preprocess(images.to(device)), labels.to(device)
     model.train()
     try:
         stats = _train_loop(
@@ -141,7 +144,8 @@ def pretrain(
 
 def prototype_head(features: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Unit-norm mean feature per class (zeros for a class without examples): a training-free head."""
-    sums = torch.zeros(n_classes, features.shape[1]).index_add_(0, labels, F.normalize(features.float(), dim=-1))
+    sums = torch.zeros(n_classes, features.shape[1], device=features.device)
+    sums.index_add_(0, labels, F.normalize(features.float(), dim=-1))
     return F.normalize(sums, dim=-1)
 
 
@@ -178,14 +182,16 @@ def finetune_lora(
     lr: float = 1e-2,
     seed: int = 0,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[PeftModel, torch.Tensor, dict]:
-    """LoRA on the backbone plus a cosine head (n_classes × projection_dim, unit rows) trained jointly on a task.
+    """LoRA on the backbone plus a cosine head (n_classes × projection_dim, unit rows) trained jointly on a task,
+    on `device`; the head is returned on the CPU.
 
     The head starts from the class prototypes of the pretrained features, so few steps suffice.
     """
     _check_training_data(images, labels, n_classes, steps, batch_size)
-    backbone = load_backbone(backbone_folder)
-    pixel_values = preprocess(images)
+    backbone = load_backbone(backbone_folder, device)
+    pixel_values, labels = preprocess(images.to(device)), labels.to(device)
     with torch.no_grad():
         initial_features = torch.cat([image_features(backbone, chunk) for chunk in pixel_values.split(512)])
     config = LoraConfig(
@@ -214,7 +220,7 @@ def finetune_lora(
         )
     finally:
         peft_model.eval()
-    return peft_model, F.normalize(head.detach(), dim=-1).float().contiguous(), stats
+    return peft_model, F.normalize(head.detach(), dim=-1).float().cpu().contiguous(), stats
 
 
 def save_head(
