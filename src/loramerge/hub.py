@@ -15,6 +15,7 @@ Lock file layout::
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import shutil
 import urllib.request
@@ -178,8 +179,6 @@ def lock_repo(
 
 def lock_url(url: str, opener: Callable[[str], Any] = urllib.request.urlopen) -> str:
     """The sha256 of a URL's content now."""
-    import hashlib
-
     digest = hashlib.sha256()
     with opener(url) as response:
         for block in iter(lambda: response.read(1 << 20), b""):

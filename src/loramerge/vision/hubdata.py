@@ -103,13 +103,11 @@ def convert_adapter(files: Mapping[str, Path], folder: str | Path) -> None:
         if weights not in files:
             raise AdapterError(files[CONFIG_FILE].parent, f"no {SAFETENSORS_FILE} or {PICKLE_FILE} downloaded")
         shutil.copyfile(files[weights], staging / weights)
-        adapter = load_adapter(staging)  # validates names, shapes, ranks and values; reads pickles weights-only
+        load_adapter(staging)  # validates names, shapes, ranks and values; reads pickles weights-only
         if weights == PICKLE_FILE:
             state = torch.load(staging / PICKLE_FILE, map_location="cpu", weights_only=True)
             save_file({key: tensor.contiguous() for key, tensor in state.items()}, staging / SAFETENSORS_FILE)
             (staging / PICKLE_FILE).unlink()
-        if len(adapter.modules) == 0:
-            raise AdapterError(files[CONFIG_FILE].parent, "no LoRA modules")
 
 
 # ------------------------------------------------------------------------------------------------ permutations
