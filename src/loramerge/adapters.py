@@ -184,6 +184,22 @@ def _read_config(path: Path) -> dict:
     return config
 
 
+def read_pickled_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A torch-pickled mapping of names to tensors (peft's `adapter_model.bin`, a `pytorch_model.bin`), unpickled
+    with `weights_only=True`: anything but tensors is refused."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise AdapterError(path, f"refused to unpickle anything but tensors: {error}") from error
+    except Exception as error:
+        raise AdapterError(path, f"unreadable torch file: {error}") from error
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise AdapterError(path, "expected a mapping of names to tensors")
+    return dict(state)
+
+
 def _read_tensors(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     safetensors_path, pickle_path = path / SAFETENSORS_FILE, path / PICKLE_FILE
     if safetensors_path.is_file():
@@ -192,17 +208,7 @@ def _read_tensors(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
         except Exception as error:  # safetensors raises several private error types on corrupt files
             raise AdapterError(safetensors_path, f"unreadable safetensors file: {error}") from error
     if pickle_path.is_file():
-        try:
-            state = torch.load(pickle_path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise AdapterError(pickle_path, f"refused to unpickle anything but tensors: {error}") from error
-        except Exception as error:
-            raise AdapterError(pickle_path, f"unreadable torch file: {error}") from error
-        if not isinstance(state, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-        ):
-            raise AdapterError(pickle_path, "expected a mapping of names to tensors")
-        return pickle_path, dict(state)
+        return pickle_path, read_pickled_tensors(pickle_path)
     raise AdapterError(path, f"no {SAFETENSORS_FILE} or {PICKLE_FILE} in the adapter folder")
 
 

@@ -25,18 +25,18 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from loramerge.adapters import CONFIG_FILE, PICKLE_FILE, SAFETENSORS_FILE, load_adapter
+from loramerge.adapters import CONFIG_FILE, PICKLE_FILE, SAFETENSORS_FILE, load_adapter, read_pickled_tensors
 from loramerge.atomic import write_atomically
 from loramerge.errors import AdapterError
 from loramerge.io import atomic_directory
 from loramerge.vision.tasks import DataError
 
-CLIP_CONFIG = "config.json"
-SAFE_WEIGHTS, PICKLED_WEIGHTS = "model.safetensors", "pytorch_model.bin"
 if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import CLIPImageProcessorPil
 
+CLIP_CONFIG = "config.json"
+SAFE_WEIGHTS, PICKLED_WEIGHTS = "model.safetensors", "pytorch_model.bin"
 PROCESSOR_CONFIG = "preprocessor_config.json"
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 PERMUTATION_KEY = "permutation"
@@ -49,14 +49,7 @@ def _state_dict(files: Mapping[str, Path]) -> dict[str, torch.Tensor]:
         except Exception as error:  # safetensors raises several private error types on corrupt files
             raise DataError(files[SAFE_WEIGHTS], f"unreadable safetensors file: {error}") from error
     if PICKLED_WEIGHTS in files:
-        path = files[PICKLED_WEIGHTS]
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError) as error:
-            raise DataError(path, f"refused or failed to read the pickled weights: {error}") from error
-        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise DataError(path, "expected a mapping of names to tensors")
-        return dict(state)
+        return read_pickled_tensors(files[PICKLED_WEIGHTS])
     raise DataError("backbone", f"the snapshot has neither {SAFE_WEIGHTS} nor {PICKLED_WEIGHTS}")
 
 
@@ -99,15 +92,14 @@ def convert_adapter(files: Mapping[str, Path], folder: str | Path) -> None:
         raise AdapterError("adapter", f"the downloaded snapshot has no {CONFIG_FILE}")
     with atomic_directory(folder, overwrite=True) as staging:
         shutil.copyfile(files[CONFIG_FILE], staging / CONFIG_FILE)
-        weights = SAFETENSORS_FILE if SAFETENSORS_FILE in files else PICKLE_FILE
-        if weights not in files:
-            raise AdapterError(files[CONFIG_FILE].parent, f"no {SAFETENSORS_FILE} or {PICKLE_FILE} downloaded")
-        shutil.copyfile(files[weights], staging / weights)
-        load_adapter(staging)  # validates names, shapes, ranks and values; reads pickles weights-only
-        if weights == PICKLE_FILE:
-            state = torch.load(staging / PICKLE_FILE, map_location="cpu", weights_only=True)
+        if SAFETENSORS_FILE in files:
+            shutil.copyfile(files[SAFETENSORS_FILE], staging / SAFETENSORS_FILE)
+        elif PICKLE_FILE in files:
+            state = read_pickled_tensors(files[PICKLE_FILE])
             save_file({key: tensor.contiguous() for key, tensor in state.items()}, staging / SAFETENSORS_FILE)
-            (staging / PICKLE_FILE).unlink()
+        else:
+            raise AdapterError(files[CONFIG_FILE].parent, f"no {SAFETENSORS_FILE} or {PICKLE_FILE} downloaded")
+        load_adapter(staging)  # validates names, shapes, ranks and values before the folder appears
 
 
 # ------------------------------------------------------------------------------------------------ permutations
