@@ -45,7 +45,7 @@ from _common import (
 )
 
 from loramerge.adapters import AdapterSet, ModuleStack
-from loramerge.decompose import KNOTS_SVD_TOL, cur_basis, svd_basis
+from loramerge.bases.decompose import KNOTS_SVD_TOL, cur_basis, svd_basis
 
 AGREEMENT_TARGET = 1e-8
 RATIO_TARGET = 100.0

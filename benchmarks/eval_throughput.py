@@ -24,7 +24,7 @@ from transformers import CLIPImageProcessorPil
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import fmt_s, print_header, table
 
-from loramerge.vision.model import encode
+from loramerge.repro.suites.clip.model import encode
 
 VIT_B32 = {
     "hidden_size": 768,

@@ -51,9 +51,9 @@ from _common import (
 
 from loramerge.adapters import AdapterSet
 from loramerge.api import iter_merge
-from loramerge.decompose import decompose
-from loramerge.selection import trim_thresholds
-from loramerge.spaces import full_space
+from loramerge.bases.decompose import decompose
+from loramerge.bases.spaces import full_space
+from loramerge.ties.trim import trim_thresholds
 
 TIME_TARGET_S = 60.0
 MEMORY_TARGET = 8 * GB  # 8e9 bytes

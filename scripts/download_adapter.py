@@ -1,6 +1,6 @@
-from loramerge.hub import fetch_repo_files, read_lock
-from loramerge.jobs import job_log
-from loramerge.vision.hubdata import convert_adapter
+from loramerge.repro.hub import fetch_repo_files, read_lock
+from loramerge.repro.jobs import job_log
+from loramerge.repro.suites.clip.hubdata import convert_adapter
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     lock_path, repo = snakemake.params.lock, snakemake.params.repo

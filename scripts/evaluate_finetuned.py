@@ -1,8 +1,9 @@
 from loramerge.atomic import write_json
-from loramerge.jobs import job_log, pick_device
-from loramerge.vision.evaluate import EvalTask, evaluate, load_head
-from loramerge.vision.model import load_backbone, load_update
-from loramerge.vision.tasks import load_split
+from loramerge.repro.heads import load_head
+from loramerge.repro.jobs import job_log, pick_device
+from loramerge.repro.splits import load_split
+from loramerge.repro.suites.clip.evaluate import EvalTask, evaluate
+from loramerge.repro.suites.clip.model import load_backbone, load_update
 
 with job_log(snakemake.log[0], snakemake.params.threads) as log:
     device = pick_device(snakemake.params.device, log)

@@ -2,11 +2,11 @@ from itertools import product
 from pathlib import Path
 
 from loramerge.atomic import write_json
-from loramerge.jobs import job_log, pick_device
-from loramerge.vision.evaluate import EvalTask, evaluate_joint
-from loramerge.vision.model import load_backbone, load_update
-from loramerge.vision.tasks import load_split
-from loramerge.vision.zeroshot import load_joint_head
+from loramerge.repro.jobs import job_log, pick_device
+from loramerge.repro.splits import load_split
+from loramerge.repro.suites.clip.evaluate import EvalTask, evaluate_joint
+from loramerge.repro.suites.clip.model import load_backbone, load_update
+from loramerge.repro.suites.clip.zeroshot import load_joint_head
 
 params = snakemake.params
 with job_log(snakemake.log[0], params.threads) as log:

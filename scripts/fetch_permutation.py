@@ -1,9 +1,9 @@
 import tempfile
 from pathlib import Path
 
-from loramerge.hub import fetch_url, read_lock
-from loramerge.jobs import job_log
-from loramerge.vision.hubdata import read_numpy_permutation, save_permutation
+from loramerge.repro.hub import fetch_url, read_lock
+from loramerge.repro.jobs import job_log
+from loramerge.repro.suites.clip.hubdata import read_numpy_permutation, save_permutation
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     lock_path, url = snakemake.params.lock, snakemake.params.url

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from loramerge.jobs import job_log
-from loramerge.report.figures import figure1_overlap_heatmap
+from loramerge.repro.jobs import job_log
+from loramerge.repro.report.figures import figure1_overlap_heatmap
 
 with job_log(snakemake.log[0], snakemake.threads):
     figure1_overlap_heatmap(Path(snakemake.input[0]) / "overlap.csv", Path(snakemake.output.png).with_suffix(""))

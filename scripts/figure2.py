@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from loramerge.atomic import read_json
-from loramerge.jobs import job_log
-from loramerge.report.figures import figure2_cur_spaces
+from loramerge.repro.jobs import job_log
+from loramerge.repro.report.figures import figure2_cur_spaces
 
 with job_log(snakemake.log[0], snakemake.threads):
     stem = Path(snakemake.output.png).with_suffix("")

@@ -1,7 +1,7 @@
-from loramerge.jobs import job_log, pick_device
-from loramerge.vision.tasks import load_split
-from loramerge.vision.train import finetune_lora, save_task_adapter
-from loramerge.vision.zeroshot import save_head
+from loramerge.repro.heads import save_head
+from loramerge.repro.jobs import job_log, pick_device
+from loramerge.repro.splits import load_split
+from loramerge.repro.suites.demo_vision.train import finetune_lora, save_task_adapter
 
 with job_log(snakemake.log[0], threads=1) as log:  # fixed: the thread count changes the trained weights
     settings, seed = snakemake.params.settings, snakemake.params.seed

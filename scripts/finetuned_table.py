@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from loramerge.jobs import job_log
-from loramerge.report.tables import finetuned_table, write_table
-from loramerge.search import load_finetuned
+from loramerge.repro.jobs import job_log
+from loramerge.repro.report.tables import finetuned_table, write_table
+from loramerge.repro.search import load_finetuned
 
 with job_log(snakemake.log[0], snakemake.threads):
     params = snakemake.params

@@ -1,6 +1,6 @@
-from loramerge.jobs import job_log
-from loramerge.vision.evaluate import load_head
-from loramerge.vision.zeroshot import joint_head, save_joint_head
+from loramerge.repro.heads import load_head
+from loramerge.repro.jobs import job_log
+from loramerge.repro.suites.clip.zeroshot import joint_head, save_joint_head
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     tasks = snakemake.params.tasks

@@ -1,7 +1,7 @@
 from loramerge import load_adapters, load_decomposition, merge_to_folder
 from loramerge.atomic import read_json
-from loramerge.jobs import job_log
-from loramerge.plan import HYBRID, HYBRID_BRANCHES, hybrid_branch_params
+from loramerge.repro.jobs import job_log
+from loramerge.repro.plan import HYBRID, HYBRID_BRANCHES, hybrid_branch_params
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     method, params = snakemake.wildcards.method, dict(snakemake.params.point)

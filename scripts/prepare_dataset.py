@@ -1,8 +1,8 @@
-from loramerge.hub import fetch_repo_files, read_lock
-from loramerge.jobs import job_log
-from loramerge.vision.hubdata import evaluation_splits, image_processor, load_permutation, metadata
-from loramerge.vision.tasks import save_split
-from loramerge.vision.zeroshot import read_class_names
+from loramerge.repro.hub import fetch_repo_files, read_lock
+from loramerge.repro.jobs import job_log
+from loramerge.repro.splits import save_split
+from loramerge.repro.suites.clip.hubdata import evaluation_splits, image_processor, load_permutation, metadata
+from loramerge.repro.suites.clip.zeroshot import read_class_names
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     spec, task, inputs = snakemake.params.spec, snakemake.wildcards.task, snakemake.input

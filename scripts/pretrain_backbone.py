@@ -1,7 +1,7 @@
-from loramerge.jobs import job_log, pick_device
-from loramerge.vision.model import build_backbone, save_backbone
-from loramerge.vision.tasks import load_split
-from loramerge.vision.train import pretrain
+from loramerge.repro.jobs import job_log, pick_device
+from loramerge.repro.splits import load_split
+from loramerge.repro.suites.clip.model import build_backbone, save_backbone
+from loramerge.repro.suites.demo_vision.train import pretrain
 
 params = snakemake.params
 # The thread count changes float reduction order, hence the weights: it comes from the config, not the scheduler.

@@ -1,5 +1,6 @@
-from loramerge.jobs import job_log
-from loramerge.vision.tasks import make_pretrain_mixture, save_split
+from loramerge.repro.jobs import job_log
+from loramerge.repro.splits import save_split
+from loramerge.repro.suites.demo_vision.data import make_pretrain_mixture
 
 with job_log(snakemake.log[0], snakemake.threads):
     params = snakemake.params

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from loramerge.atomic import write_json
-from loramerge.jobs import job_log
-from loramerge.search import select_method
+from loramerge.repro.jobs import job_log
+from loramerge.repro.search import select_method
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     spec, params = snakemake.params.spec, snakemake.params

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from loramerge.atomic import write_json
-from loramerge.jobs import job_log
-from loramerge.search import select_joint
+from loramerge.repro.jobs import job_log
+from loramerge.repro.search import select_joint
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     spec, joint = snakemake.params.spec, snakemake.params.joint

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 from loramerge.atomic import read_json
-from loramerge.jobs import job_log
-from loramerge.report.tables import table3_per_task, write_table
-from loramerge.search import load_finetuned
+from loramerge.repro.jobs import job_log
+from loramerge.repro.report.tables import table3_per_task, write_table
+from loramerge.repro.search import load_finetuned
 
 with job_log(snakemake.log[0], snakemake.threads):
     methods = snakemake.params.methods

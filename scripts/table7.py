@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from loramerge.jobs import job_log
-from loramerge.report.tables import table7_alpha_sweep, write_table
-from loramerge.search import build_setting_table, load_evaluations, load_finetuned, normalisation_base
+from loramerge.repro.jobs import job_log
+from loramerge.repro.report.tables import table7_alpha_sweep, write_table
+from loramerge.repro.search import build_setting_table, load_evaluations, load_finetuned, normalisation_base
 
 with job_log(snakemake.log[0], snakemake.threads):
     params = snakemake.params

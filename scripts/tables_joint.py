@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from loramerge.atomic import read_json
-from loramerge.jobs import job_log
-from loramerge.report.tables import table5_joint, table9_joint_per_task, write_table
+from loramerge.repro.jobs import job_log
+from loramerge.repro.report.tables import table5_joint, table9_joint_per_task, write_table
 
 with job_log(snakemake.log[0], snakemake.threads):
     params = snakemake.params

@@ -1,5 +1,6 @@
-from loramerge.jobs import job_log
-from loramerge.vision.tasks import make_task, save_split
+from loramerge.repro.jobs import job_log
+from loramerge.repro.splits import save_split
+from loramerge.repro.suites.demo_vision.data import make_task
 
 with job_log(snakemake.log[0], snakemake.threads):
     spec, seed = snakemake.params.spec, snakemake.params.seed

@@ -1,5 +1,6 @@
-from loramerge.jobs import job_log, pick_device
-from loramerge.vision.zeroshot import load_clip, read_class_names, save_head, text_head
+from loramerge.repro.heads import save_head
+from loramerge.repro.jobs import job_log, pick_device
+from loramerge.repro.suites.clip.zeroshot import load_clip, read_class_names, text_head
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     device = pick_device(snakemake.params.device, log)

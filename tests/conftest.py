@@ -75,3 +75,13 @@ def adapter_dirs(tmp_path: Path) -> list[Path]:
 @pytest.fixture
 def adapters(adapter_dirs: list[Path]) -> AdapterSet:
     return load_adapters(adapter_dirs)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The folder is the lane: tests/workflow runs Snakemake end to end, tests/cluster starts SLURM."""
+    for item in items:
+        lane = Path(item.path).parent.name
+        if lane == "workflow":
+            item.add_marker(pytest.mark.workflow)
+        elif lane == "cluster":
+            item.add_marker(pytest.mark.slurm)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from loramerge.adapters import AdapterSet
-from loramerge.decompose import PINV_RTOL
+from loramerge.bases.decompose import PINV_RTOL
 
 Coefficients = dict[str, dict[int, torch.Tensor]]  # module -> task -> dense coefficient
 

@@ -168,7 +168,7 @@ def _parquet(scratch: Path, rows: int, seed: int, n_classes: int) -> bytes:
 
 def build(root: Path, lock_path: Path) -> dict[str, Any]:
     """The fake hub under `root` and a paper-vit-b32 config that reads it (λ grids and merges cut down)."""
-    from loramerge.hub import lock_suite, write_lock
+    from loramerge.repro.hub import lock_suite, write_lock
 
     cache, scratch, permutations = root / "hub", root / "scratch", root / "knots" / "rev0"
     for folder in (cache, scratch, permutations):

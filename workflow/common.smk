@@ -5,15 +5,7 @@ import os
 from snakemake.utils import validate
 
 from loramerge.errors import LoramergeError
-from loramerge.plan import (
-    HYBRID,
-    HYBRID_BRANCHES,
-    build_plan,
-    check_suite,
-    code_hash,
-    derive_seed,
-    finetune_settings,
-)
+from loramerge.repro.plan import HYBRID, HYBRID_BRANCHES, build_plan, check_suite, code_hash, derive_seed, finetune_settings
 
 validate(config, schema="schemas/config.schema.yaml")
 try:
@@ -30,40 +22,42 @@ SPLITS = ["train", "val", "test"]
 EVAL_SPLITS = ["val", "test"]
 LIBRARY = f"{workflow.basedir}/src/loramerge"
 CODE = {
-    "vision": code_hash([f"{LIBRARY}/vision", f"{LIBRARY}/jobs.py"]),
+    "vision": code_hash(
+        [
+            f"{LIBRARY}/repro/suites",
+            f"{LIBRARY}/repro/splits.py",
+            f"{LIBRARY}/repro/heads.py",
+            f"{LIBRARY}/repro/jobs.py",
+        ]
+    ),
     "merge": code_hash(
         [
             f"{LIBRARY}/{name}"
             for name in (
                 "adapters.py",
-                "analysis.py",
                 "api.py",
-                "cache.py",
+                "atomic.py",
                 "cli.py",
-                "dare.py",
-                "decompose.py",
                 "io.py",
-                "kernels.py",
                 "params.py",
-                "selection.py",
-                "spaces.py",
-                "ties.py",
                 "updates.py",
+                "bases",
+                "ties",
                 "methods",
-                "jobs.py",
+                "repro/jobs.py",
             )
         ]
     ),
     "hub": code_hash(
         [
-            f"{LIBRARY}/hub.py",
+            f"{LIBRARY}/repro/hub.py",
             f"{LIBRARY}/adapters.py",
-            f"{LIBRARY}/vision/hubdata.py",
-            f"{LIBRARY}/vision/tasks.py",
+            f"{LIBRARY}/repro/suites/clip/hubdata.py",
+            f"{LIBRARY}/repro/splits.py",
         ]
     ),
-    "search": code_hash([f"{LIBRARY}/search.py"]),
-    "report": code_hash([f"{LIBRARY}/report"]),
+    "search": code_hash([f"{LIBRARY}/repro/search"]),
+    "report": code_hash([f"{LIBRARY}/repro/report"]),
 }
 DEVICE_GPUS = 1 if config["device"] == "cuda" else 0
 

@@ -10,7 +10,7 @@ PAPER = config["report"]["paper"]
 PAPER_DATA = None
 if PAPER is not None:
     paper_digest = hashlib.sha256()
-    for paper_file in sorted(Path(LIBRARY, "report", "paper", PAPER).glob("*.csv")):
+    for paper_file in sorted(Path(LIBRARY, "repro", "report", "paper", PAPER).glob("*.csv")):
         paper_digest.update(paper_file.name.encode())
         paper_digest.update(paper_file.read_bytes())
     PAPER_DATA = paper_digest.hexdigest()[:16]

@@ -1,6 +1,6 @@
 """loramerge: exact, fast merging of LoRA adapters (TA, TIES, DARE-TIES, KnOTS, Core Space, CUR, SVD+CUR hybrid).
 
-The public names load lazily (PEP 562): the workflow imports `loramerge.plan` at every DAG build, and that must not
+The public names load lazily (PEP 562): the workflow imports `loramerge.repro.plan` at every DAG build, and that must not
 pay for importing torch.
 """
 
@@ -14,10 +14,10 @@ _EXPORTS = {
     "iter_merge": "loramerge.api",
     "merge": "loramerge.api",
     "merge_to_folder": "loramerge.api",
-    "load_decomposition": "loramerge.cache",
-    "save_decomposition": "loramerge.cache",
-    "Decomposition": "loramerge.decompose",
-    "decompose": "loramerge.decompose",
+    "load_decomposition": "loramerge.bases.cache",
+    "save_decomposition": "loramerge.bases.cache",
+    "Decomposition": "loramerge.bases.decompose",
+    "decompose": "loramerge.bases.decompose",
     "AdapterError": "loramerge.errors",
     "CacheError": "loramerge.errors",
     "LoramergeError": "loramerge.errors",

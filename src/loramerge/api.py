@@ -11,7 +11,7 @@ import torch
 
 from loramerge.adapters import AdapterSet, load_adapters
 from loramerge.atomic import write_json
-from loramerge.decompose import Decomposition
+from loramerge.bases.decompose import Decomposition
 from loramerge.errors import ParameterError
 from loramerge.io import atomic_directory, write_delta, write_peft_adapter
 from loramerge.methods import MergeContext, get_method

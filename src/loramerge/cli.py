@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loramerge.adapters import load_adapters
-from loramerge.analysis import energies, overlaps
 from loramerge.api import FORMATS, merge_to_folder
-from loramerge.cache import load_decomposition, save_decomposition
-from loramerge.decompose import KNOTS_SVD_TOL, decompose
+from loramerge.bases.analysis import energies, overlaps
+from loramerge.bases.cache import load_decomposition, save_decomposition
+from loramerge.bases.decompose import KNOTS_SVD_TOL, decompose
 from loramerge.errors import LoramergeError, ParameterError
 from loramerge.io import atomic_directory
 from loramerge.methods import METHODS
@@ -151,7 +151,7 @@ def _analyze(args: argparse.Namespace) -> None:
 def _lock(args: argparse.Namespace) -> None:
     import yaml
 
-    from loramerge.hub import HubError, lock_suite, read_lock, write_lock
+    from loramerge.repro.hub import HubError, lock_suite, read_lock, write_lock
 
     try:
         vision = yaml.safe_load(args.config.read_text(encoding="utf-8"))["vision"]

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from loramerge.adapters import AdapterSet
-from loramerge.dare import DareSpace
-from loramerge.decompose import Decomposition, decompose
+from loramerge.bases.decompose import Decomposition, decompose
+from loramerge.bases.spaces import CoefficientSpace
 from loramerge.errors import ParameterError
 from loramerge.params import DareTiesParams, as_dict, build
-from loramerge.spaces import CoefficientSpace
-from loramerge.ties import ties_merge
+from loramerge.ties.dare import DareSpace
+from loramerge.ties.ties import ties_merge
 from loramerge.updates import Update
 
 

@@ -2,9 +2,9 @@
 
 from collections.abc import Iterator
 
+from loramerge.bases.spaces import core_space
 from loramerge.methods.base import MergeContext, MergeMethod, register
 from loramerge.params import TaParams
-from loramerge.spaces import core_space
 from loramerge.updates import Update
 
 

@@ -1,8 +1,8 @@
 """CUR-TIES in R space (the paper's Fig. 2 ablation): TIES on the selected rows R_t, ΔW = λ·C·U_c·R*."""
 
+from loramerge.bases.spaces import CoefficientSpace, cur_r_space
 from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
 from loramerge.params import TiesParams
-from loramerge.spaces import CoefficientSpace, cur_r_space
 
 
 @register

@@ -1,8 +1,8 @@
 """CUR-TIES in UR space (the paper's CUR branch): TIES on Y_t = U_c·R_t, ΔW = λ·C·Y*."""
 
+from loramerge.bases.spaces import CoefficientSpace, cur_space
 from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
 from loramerge.params import TiesParams
-from loramerge.spaces import CoefficientSpace, cur_space
 
 
 @register

@@ -1,8 +1,8 @@
 """KnOTS-DARE-TIES: DARE on the SVD-aligned Z_t, then TIES (KnOTS: top-K 100), ΔW = λ·U·Z*."""
 
+from loramerge.bases.spaces import CoefficientSpace, svd_space
 from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
 from loramerge.params import DareTiesParams
-from loramerge.spaces import CoefficientSpace, svd_space
 
 
 @register

@@ -1,8 +1,8 @@
 """TIES in the full weight space (KnOTS `ties_merging`): trim, elect, disjoint mean of the dense ΔW_t."""
 
+from loramerge.bases.spaces import CoefficientSpace, full_space
 from loramerge.methods.base import MergeContext, SpaceTiesMethod, register
 from loramerge.params import TiesParams
-from loramerge.spaces import CoefficientSpace, full_space
 
 
 @register

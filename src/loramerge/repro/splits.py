@@ -1,0 +1,95 @@
+"""The data-split file every suite writes and every evaluation reads: one safetensors file per task and split, with
+uint8 N×3×S×S `images` (or token ids, per suite) and int64 `labels`, and the class names as JSON in the metadata.
+Heads use the same metadata convention (`loramerge.repro.heads`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from loramerge.atomic import write_atomically
+from loramerge.errors import SubjectError
+
+IMAGES_KEY, LABELS_KEY = "images", "labels"
+CLASS_NAMES_KEY = "class_names"
+
+
+class DataError(SubjectError):
+    """A task, split or data file that cannot be produced or used; the message starts with its name or path."""
+
+
+def save_split(
+    path: str | Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """One safetensors file (`images`, `labels`; class names and metadata as JSON), renamed into place when whole."""
+    path = Path(path)
+    _check_split(path, images, labels, list(class_names))
+    header = {key: str(value) for key, value in (metadata or {}).items()}
+    if CLASS_NAMES_KEY in header:
+        raise DataError(path, f"metadata key {CLASS_NAMES_KEY!r} is reserved for the class names")
+    header[CLASS_NAMES_KEY] = json.dumps(list(class_names))
+    tensors = {IMAGES_KEY: images.contiguous(), LABELS_KEY: labels.contiguous()}
+    write_atomically(path, lambda staging: save_file(tensors, staging, metadata=header))
+
+
+def _check_split(path: Path, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise DataError(path, f"images must be uint8 N×3×S×S, got {images.dtype} {tuple(images.shape)}")
+    if labels.dtype != torch.int64 or labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(
+            path,
+            f"labels must be int64 of length {len(images)} (one per image), got {labels.dtype} {tuple(labels.shape)}",
+        )
+    if not class_names or not all(isinstance(name, str) for name in class_names):
+        raise DataError(path, "class names must be a non-empty list of strings")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(class_names)):
+        raise DataError(
+            path, f"labels must lie in [0, {len(class_names)}), got {int(labels.min())}..{int(labels.max())}"
+        )
+
+
+def read_labelled_tensors(
+    path: str | Path, keys: Sequence[str], kind: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors `keys` (exactly those) and the class names of a safetensors file that stores its class names in
+    the metadata (data splits, classification heads); every problem is a DataError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, f"{kind} file does not exist")
+    try:
+        with safe_open(path, framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            found = set(handle.keys())
+            if found != set(keys):
+                raise DataError(path, f"expected tensors {sorted(keys)}, found {sorted(found)}")
+            tensors = {key: handle.get_tensor(key) for key in keys}
+    except DataError:
+        raise
+    except Exception as error:  # safetensors raises several private error types on corrupt files
+        raise DataError(path, f"unreadable safetensors file: {error}") from error
+    try:
+        class_names = json.loads(header[CLASS_NAMES_KEY])
+    except KeyError:
+        raise DataError(path, f"no {CLASS_NAMES_KEY!r} in the file's metadata") from None
+    except json.JSONDecodeError as error:
+        raise DataError(path, f"{CLASS_NAMES_KEY!r} metadata is not valid JSON: {error}") from error
+    if not isinstance(class_names, list) or not all(isinstance(name, str) for name in class_names):
+        raise DataError(path, f"{CLASS_NAMES_KEY!r} metadata must be a JSON list of strings")
+    return tensors, class_names
+
+
+def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(uint8 images, int64 labels, class names) of a file written by `save_split`, validated."""
+    tensors, class_names = read_labelled_tensors(path, (IMAGES_KEY, LABELS_KEY), "split")
+    images, labels = tensors[IMAGES_KEY], tensors[LABELS_KEY]
+    _check_split(Path(path), images, labels, class_names)
+    return images, labels, class_names

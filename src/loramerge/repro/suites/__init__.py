@@ -1,0 +1,1 @@
+"""Suites: one sub-package per suite family behind the interface in `base`."""

@@ -1,0 +1,1 @@
+"""CLIP suites (the KnOTS ViT adapters): hub inputs, KnOTS splits, zero-shot text heads, evaluation."""

@@ -1,0 +1,142 @@
+"""Accuracy of a backbone plus a scaled weight update on tasks with fixed cosine heads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from loramerge.repro.heads import HEAD_FILE, load_head
+from loramerge.repro.splits import DataError
+from loramerge.repro.suites.clip.model import encode, load_backbone, load_update, updated
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    name: str
+    split: str
+    images: torch.Tensor  # uint8 N×3×S×S
+    labels: torch.Tensor  # int64 N
+    head: torch.Tensor  # n_classes × projection_dim
+
+
+def count_correct(features: torch.Tensor, head: torch.Tensor, labels: torch.Tensor) -> int:
+    """Number of rows whose argmax(features @ head.T) equals the label."""
+    if features.shape[1] != head.shape[1]:
+        raise DataError("head", f"has dimension {head.shape[1]} but the features have {features.shape[1]}")
+    predictions = (features.float() @ head.float().T).argmax(dim=1)
+    return int((predictions == labels).sum())
+
+
+def _records(lam: float, tasks: Sequence[EvalTask], features: Sequence[torch.Tensor]) -> list[dict]:
+    records = []
+    for task, task_features in zip(tasks, features, strict=True):
+        correct, total = count_correct(task_features, task.head, task.labels), len(task.labels)
+        records.append(
+            {
+                "lam": float(lam),
+                "task": task.name,
+                "split": task.split,
+                "correct": correct,
+                "total": total,
+                "accuracy": correct / total if total else float("nan"),
+            }
+        )
+    return records
+
+
+def _features_per_scale(
+    model: torch.nn.Module,
+    tasks: Sequence[EvalTask],
+    scales: Sequence[float],
+    update: Mapping[str, torch.Tensor] | None,
+    batch_size: int,
+    device: str | torch.device,
+    progress: bool,
+    fp16: bool,
+) -> Iterator[tuple[float, list[torch.Tensor]]]:
+    """(λ, features of every task) for each scale; without an update the model is encoded once for all scales."""
+    model.to(device)
+
+    def encode_all() -> list[torch.Tensor]:
+        return [encode(model, task.images, batch_size, device, progress, fp16) for task in tasks]
+
+    if update is None:
+        features = encode_all()
+        yield from ((lam, features) for lam in scales)
+        return
+    for lam in scales:
+        with updated(model, update, lam):
+            features = encode_all()
+        yield lam, features
+
+
+def evaluate(
+    model: torch.nn.Module,
+    tasks: Sequence[EvalTask],
+    scales: Sequence[float],
+    update: Mapping[str, torch.Tensor] | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> list[dict]:
+    """One record per (scale, task): accuracy of W + scale · ΔW with the task's own head (fp16 autocast on CUDA, as
+    KnOTS evaluates per task); weights are restored afterwards."""
+    per_scale = _features_per_scale(model, tasks, scales, update, batch_size, device, progress, fp16=True)
+    return [record for lam, features in per_scale for record in _records(lam, tasks, features)]
+
+
+def count_hits(features: torch.Tensor, head: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) -> dict[str, int]:
+    """{str(k): number of rows whose label is among the k highest scores of features @ head.T} (KnOTS joint Hits@k;
+    the label's rank is the number of classes scoring strictly higher)."""
+    if features.shape[1] != head.shape[1]:
+        raise DataError("joint head", f"has dimension {head.shape[1]} but the features have {features.shape[1]}")
+    scores = features.float() @ head.float().T
+    rank = (scores > scores.gather(1, labels.view(-1, 1))).sum(dim=1)
+    return {str(k): int((rank < k).sum()) for k in ks}
+
+
+def evaluate_joint(
+    model: torch.nn.Module,
+    tasks: Sequence[EvalTask],
+    joint_labels: Sequence[torch.Tensor],
+    scales: Sequence[float],
+    ks: Sequence[int],
+    update: Mapping[str, torch.Tensor] | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> list[dict]:
+    """One record per (scale, task) with Hits@k counts against the one joint head every task shares (`task.head`),
+    labels mapped into the joint label space; fp32 throughout, as KnOTS evaluates the joint setting."""
+    records = []
+    per_scale = _features_per_scale(model, tasks, scales, update, batch_size, device, progress, fp16=False)
+    for lam, features in per_scale:
+        for task, labels, task_features in zip(tasks, joint_labels, features, strict=True):
+            hits = count_hits(task_features, task.head, labels, ks)
+            records.append(
+                {"lam": float(lam), "task": task.name, "split": task.split, "total": len(labels), "hits": hits}
+            )
+    return records
+
+
+def evaluate_adapter(
+    backbone_folder: str | Path,
+    adapter_folder: str | Path,
+    task: str,
+    split: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Accuracy of one fine-tuned adapter on its own task: backbone + its ΔW at scale 1, with its saved head."""
+    head, class_names = load_head(Path(adapter_folder) / HEAD_FILE)
+    if len(labels) and int(labels.max()) >= len(class_names):
+        raise DataError(adapter_folder, f"the head has {len(class_names)} classes but a label is {int(labels.max())}")
+    model = load_backbone(backbone_folder, device)
+    eval_task = EvalTask(task, split, images, labels, head)
+    return evaluate(model, [eval_task], [1.0], load_update(adapter_folder), batch_size, device, progress)[0]

@@ -1,0 +1,184 @@
+"""The Snakemake workflow: static checks, config errors, the DAG's shape, and a real run of a reduced demo with its
+rerun behaviour and determinism."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_runner import (
+    DEFAULT_CONFIG,
+    FIGURES,
+    ROOT,
+    SMOKE_CONFIG,
+    TABLES,
+    expected_counts,
+    job_counts,
+    override,
+    snakemake,
+    workdir_with,
+)
+
+from loramerge.repro.plan import build_plan
+
+# --- static checks -------------------------------------------------------------------------------------------------
+
+
+def test_lint_passes():
+    result = snakemake(ROOT, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefmt_check_passes():
+    files = [str(ROOT / "Snakefile"), *map(str, sorted((ROOT / "workflow").glob("*.smk")))]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config_path", [DEFAULT_CONFIG, SMOKE_CONFIG], ids=["default", "smoke"])
+def test_dry_run_lists_the_expected_jobs(tmp_path, config_path):
+    config = yaml.safe_load(config_path.read_text())
+    assert job_counts(workdir_with(tmp_path, config_path)) == expected_counts(config)
+
+
+def test_default_demo_runs_every_method_of_the_paper():
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    assert set(build_plan(config)) == {
+        "ta", "ties", "dare_ties", "knots_ties", "knots_dare_ties", "core_ties", "cur_ties", "cur_r_ties", "hybrid",
+    }  # fmt: skip
+    assert len(config["demo"]["tasks"]) >= 6
+
+
+# --- bad configs stop before any job -------------------------------------------------------------------------------
+
+
+def _broken(edit) -> dict:
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    edit(config)
+    return config
+
+
+BAD_CONFIGS = {
+    "unknown method": (lambda c: c["merge"]["methods"].update(magic_ties={"order": ["lam"]}), "magic_ties"),
+    "alpha out of range": (lambda c: c["merge"]["hybrid"].update(alphas=[0.0, 1.5]), "alphas"),
+    "missing suite": (lambda c: c.pop("suite"), "suite"),
+    "unknown key": (lambda c: c["evaluate"].update(batchsize=8), "batchsize"),
+    "top_k out of range": (lambda c: c["merge"]["methods"]["ties"]["grid"].update(top_k=[0, 20]), "top_k"),
+    "default not in grid": (
+        lambda c: c["merge"]["methods"]["ties"]["defaults"].update(top_k=30),
+        "merge.methods.ties.defaults.top_k",
+    ),
+    "override of an unknown task": (
+        lambda c: c["demo"]["finetune"]["per_task"].update(cars={"steps": 3}),
+        "demo.finetune.per_task.cars",
+    ),
+    "hybrid without its branch": (lambda c: c["merge"]["methods"].pop("cur_ties"), "cur_ties"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, case):
+    edit, key = BAD_CONFIGS[case]
+    workdir = workdir_with(tmp_path, _broken(edit))
+    result = snakemake(workdir, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert key in output, output
+    assert not (workdir / "resources").exists() and not (workdir / "results").exists()
+
+
+# --- a real run of the reduced demo ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two clean runs of the reduced demo in two working directories."""
+    runs = []
+    for name in ("first", "second"):
+        workdir = workdir_with(tmp_path_factory.mktemp(name), SMOKE_CONFIG)
+        snakemake(workdir)
+        runs.append(workdir)
+    return runs[0], runs[1]
+
+
+def test_smoke_run_writes_every_table_and_figure(smoke_runs):
+    results = smoke_runs[0] / "results" / "demo"
+    for table in TABLES:
+        for extension in ("csv", "md", "tex"):
+            assert (results / "tables" / f"{table}.{extension}").stat().st_size > 0
+    for figure in FIGURES:
+        for extension in ("png", "pdf"):
+            assert (results / "figures" / f"{figure}.{extension}").stat().st_size > 1000
+
+
+def test_smoke_run_table3_has_every_method_and_both_selections(smoke_runs):
+    import pandas as pd
+
+    table = pd.read_csv(smoke_runs[0] / "results" / "demo" / "tables" / "table3_pertask.csv")
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    methods = len(build_plan(config))
+    assert len(table) == 1 + 2 * methods
+    assert set(table["Selection"].dropna()) >= {"greedy", "grid"}
+    assert table["Average"].notna().all()
+
+
+def test_merged_adapters_are_peft_folders_and_logs_exist(smoke_runs):
+    results = smoke_runs[0] / "results" / "demo"
+    knots = results / "merged" / "knots_ties" / "top_k~20"
+    assert (knots / "adapter_config.json").exists() and (knots / "adapter_model.safetensors").exists()
+    assert (results / "merged" / "ties" / "top_k~20" / "delta.safetensors").exists()
+    logs = smoke_runs[0] / "logs" / "demo"
+    assert "finetune" in (logs / "finetune_adapter" / "digits.log").read_text()  # the progress bar
+    assert (results / "benchmarks" / "decompose.tsv").exists()
+
+
+def test_report_html_is_built(smoke_runs):
+    report = smoke_runs[0] / "report.html"
+    snakemake(smoke_runs[0], "--report", str(report))
+    text = report.read_text(errors="replace")
+    assert report.stat().st_size > 10_000 and "fig3_alpha.png" in text
+
+
+def test_two_clean_runs_give_byte_identical_tables(smoke_runs):
+    first, second = (run / "results" / "demo" for run in smoke_runs)
+    csvs = sorted(path.relative_to(first) for path in first.rglob("*.csv"))
+    assert len(csvs) >= len(TABLES) + 2
+    for path in csvs:
+        assert (first / path).read_bytes() == (second / path).read_bytes(), path
+    for path in sorted(first.glob("search/*.json")):
+        assert path.read_bytes() == (second / path.relative_to(first)).read_bytes(), path
+
+
+def test_second_run_has_nothing_to_do(smoke_runs):
+    assert job_counts(smoke_runs[0]) == {}
+
+
+def test_adding_an_alpha_reruns_only_what_depends_on_it(smoke_runs, tmp_path):
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    alphas = sorted([*config["merge"]["hybrid"]["alphas"], 0.25])
+    extra = override(tmp_path, "alpha", {"merge": {"hybrid": {"alphas": alphas}}})
+    assert job_counts(smoke_runs[0], "--configfile", extra) == {
+        "merge": 1,
+        "evaluate_merged": 1,
+        "search": 1,
+        "table3": 1,
+        "table7": 1,
+        "figure3": 1,
+        "all": 1,
+    }
+
+
+def test_changing_one_tasks_training_reruns_that_adapter_and_its_downstream(smoke_runs, tmp_path):
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    steps = config["demo"]["finetune"]["steps"] + 1
+    extra = override(tmp_path, "train", {"demo": {"finetune": {"per_task": {"shapes": {"steps": steps}}}}})
+    counts = job_counts(smoke_runs[0], "--configfile", extra)
+    expected = expected_counts(config)
+    for upstream in ("pretrain_data", "task_data", "pretrain_backbone"):
+        assert upstream not in counts
+    assert counts["finetune_adapter"] == 1 and counts["evaluate_finetuned"] == 1
+    assert counts["decompose"] == 1 and counts["analyze"] == 1
+    assert counts["merge"] == expected["merge"] and counts["evaluate_merged"] == expected["evaluate_merged"]
