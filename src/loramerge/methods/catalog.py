@@ -1,0 +1,187 @@
+"""The method catalogue: every merge method's facts in one place, importable without torch.
+
+The registry (`loramerge.methods`) implements a method; this table says what it is: its display name and the paper's
+names for it, its family, what a merge of it needs besides the adapters, and which of its parameters a search sweeps.
+The workflow's plan, the search, the report, the config schema check and the README tables all read it from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+DECOMPOSITION = "decomposition"  # the cached per-module SVD/CUR bases of the adapter set
+STATISTICS = "statistics"  # per-task Gram / Fisher statistics (the statistics folder)
+TUNED_BRANCHES = "tuned_branches"  # its branches' settings come from their own searches
+NEEDS = (DECOMPOSITION, STATISTICS, TUNED_BRANCHES)
+
+
+@dataclass(frozen=True)
+class MethodFacts:
+    """What a method is, independently of how it is computed."""
+
+    name: str
+    display_name: str
+    family: str
+    summary: str
+    module: str  # the registry module that implements it
+    searched: tuple[str, ...]  # parameters a search may sweep, `lam` (the merged update's scale) included
+    needs: frozenset[str] = frozenset()
+    low_rank: bool = True  # its merged update is low rank, so it is written as a peft LoRA adapter
+    paper_names: Mapping[str, str] = field(default_factory=dict)  # paper table -> the method's row there
+    branches: tuple[str, str] | None = None  # two-branch methods: the fixed branch methods (None: set per merge)
+    branch_prefixes: tuple[str, str] | None = None  # parameter prefixes of the two branches (`svd.lam`)
+    branch_params: tuple[str, ...] = ()  # the branch parameters that tuning copies from each branch's search
+
+    def __post_init__(self) -> None:
+        unknown = set(self.needs) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"method {self.name!r}: unknown needs {sorted(unknown)}")
+        object.__setattr__(self, "paper_names", MappingProxyType(dict(self.paper_names)))
+
+    def needs_decomposition(self) -> bool:
+        return DECOMPOSITION in self.needs
+
+    def needs_statistics(self) -> bool:
+        return STATISTICS in self.needs
+
+    def is_two_branch(self) -> bool:
+        return self.branch_prefixes is not None
+
+
+def _ties_paper_names(name: str) -> dict[str, str]:
+    return {"table3": name, "table5": name, "table9": name}
+
+
+_TIES_PARAMS = ("lam", "top_k")
+_DARE_PARAMS = ("lam", "drop_p", "top_k")
+
+CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
+    {
+        facts.name: facts
+        for facts in (
+            MethodFacts(
+                "ta",
+                "TA",
+                "arithmetic",
+                "Task Arithmetic: λ·Σ ΔW_t (or λ·mean), exact and low rank (rank Σ r_t)",
+                "loramerge.methods.ta",
+                searched=("lam",),
+                paper_names=_ties_paper_names("TA"),
+            ),
+            MethodFacts(
+                "core_ta",
+                "CoreSpace-TA",
+                "core",
+                "Task Arithmetic in Core Space (equals ta); low rank",
+                "loramerge.methods.core_ta",
+                searched=("lam",),
+            ),
+            MethodFacts(
+                "ties",
+                "TIES",
+                "ties",
+                "TIES on the dense ΔW_t (global top-K by default, as KnOTS); dense result",
+                "loramerge.methods.ties",
+                searched=_TIES_PARAMS,
+                low_rank=False,
+                paper_names=_ties_paper_names("TIES"),
+            ),
+            MethodFacts(
+                "dare_ties",
+                "DARE-TIES",
+                "ties",
+                "DARE (seeded per task and layer) on the dense ΔW_t, then TIES; dense result",
+                "loramerge.methods.dare_ties",
+                searched=_DARE_PARAMS,
+                low_rank=False,
+                paper_names=_ties_paper_names("DARE-TIES"),
+            ),
+            MethodFacts(
+                "knots_ties",
+                "KnOTS-TIES",
+                "knots",
+                "KnOTS-TIES: TIES on the SVD-aligned coefficients Z_t; low rank (rank k)",
+                "loramerge.methods.knots_ties",
+                searched=_TIES_PARAMS,
+                needs=frozenset({DECOMPOSITION}),
+                paper_names={"table3": "KnOTS-TIES", "table5": "K-TIES", "table9": "KnOTS-TIES"},
+            ),
+            MethodFacts(
+                "knots_dare_ties",
+                "KnOTS-DARE-TIES",
+                "knots",
+                "KnOTS-DARE-TIES: DARE then TIES on the SVD-aligned Z_t; low rank (rank k)",
+                "loramerge.methods.knots_dare_ties",
+                searched=_DARE_PARAMS,
+                needs=frozenset({DECOMPOSITION}),
+                paper_names={"table3": "KnOTS-DARE-TIES", "table5": "K-DARE-TIES", "table9": "KnOTS-DARE-TIES"},
+            ),
+            MethodFacts(
+                "core_ties",
+                "CoreSpace-TIES",
+                "core",
+                "CoreSpace-TIES: TIES on the core matrices M_t (per-layer trim by default); low rank",
+                "loramerge.methods.core_ties",
+                searched=_TIES_PARAMS,
+                paper_names={"table3": "CoreSpace-TIES"},
+            ),
+            MethodFacts(
+                "cur_ties",
+                "CUR-TIES (UR)",
+                "cur",
+                "CUR-TIES in UR space: TIES on Y_t = U_c·R_t, ΔW = λ·C·Y*; low rank (rank k_c)",
+                "loramerge.methods.cur_ties",
+                searched=_TIES_PARAMS,
+                needs=frozenset({DECOMPOSITION}),
+            ),
+            MethodFacts(
+                "cur_r_ties",
+                "CUR-TIES (R)",
+                "cur",
+                "CUR-TIES in R space: TIES on R_t, ΔW = λ·C·U_c·R*; low rank (rank k_c)",
+                "loramerge.methods.cur_r_ties",
+                searched=_TIES_PARAMS,
+                needs=frozenset({DECOMPOSITION}),
+            ),
+            MethodFacts(
+                "hybrid",
+                "Ours (SVD+CUR hybrid)",
+                "mix",
+                "SVD+CUR hybrid (the paper): α·knots_ties + (1−α)·cur_ties, α fixed or auto-magnitude/auto-energy",
+                "loramerge.methods.hybrid",
+                searched=("alpha",),
+                needs=frozenset({DECOMPOSITION, TUNED_BRANCHES}),
+                paper_names={"table3": "Ours-TIES", "table5": "Ours", "table9": "Ours"},
+                branches=("knots_ties", "cur_ties"),
+                branch_prefixes=("svd", "cur"),
+                branch_params=_TIES_PARAMS,
+            ),
+            MethodFacts(
+                "mix",
+                "Mix",
+                "mix",
+                "α·first + (1−α)·second for any two methods (set first=, second=, first.<param>=, …)",
+                "loramerge.methods.mix",
+                searched=("alpha",),
+                branch_prefixes=("first", "second"),
+                branch_params=("lam", "top_k", "drop_p"),
+            ),
+        )
+    }
+)
+
+
+def method_facts(name: str) -> MethodFacts:
+    """The catalogue entry of `name`; a KeyError lists the known methods."""
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(CATALOG))}") from None
+
+
+def paper_method_name(table: str, method: str) -> str | None:
+    """The paper's name for `method` in `table` (e.g. "table3"), or None when the paper has no such row."""
+    facts = CATALOG.get(method)
+    return None if facts is None else facts.paper_names.get(table)
