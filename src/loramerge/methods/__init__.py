@@ -1,18 +1,20 @@
-"""Merge methods, registered by name on import."""
+"""Merge methods: the torch-free catalogue (`loramerge.methods.catalog`) and the registry that implements it.
 
-from loramerge.methods import (  # noqa: F401  (each module registers its method)
-    core_ta,
-    core_ties,
-    cur_r_ties,
-    cur_ties,
-    dare_ties,
-    hybrid,
-    knots_dare_ties,
-    knots_ties,
-    mix,
-    ta,
-    ties,
-)
-from loramerge.methods.base import METHODS, MergeContext, MergeMethod, get_method, register
+Everything here loads lazily (PEP 562), so that `import loramerge.methods.catalog` does not import torch;
+`METHODS` imports every method module and is the full name -> method mapping.
+"""
 
-__all__ = ["METHODS", "MergeContext", "MergeMethod", "get_method", "register"]
+from importlib import import_module
+from typing import Any
+
+_FROM_BASE = ("MergeContext", "MergeMethod", "get_method", "register")
+
+__all__ = ["METHODS", *_FROM_BASE]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":
+        return import_module("loramerge.methods.base").load_all_methods()
+    if name in _FROM_BASE:
+        return getattr(import_module("loramerge.methods.base"), name)
+    raise AttributeError(f"module 'loramerge.methods' has no attribute {name!r}")

@@ -1,16 +1,22 @@
-"""The merge-method interface and registry: one class per method, registered by name (as mergekit does)."""
+"""The merge-method interface and registry: one class per method, registered by name (as mergekit does).
+
+The registry is filled lazily: `get_method(name)` imports the module that the catalogue names for `name`, so asking
+for one method does not import every other. A method's facts (summary, low rank, needs) come from the catalogue.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, ClassVar
 
 from loramerge.adapters import AdapterSet
 from loramerge.bases.decompose import Decomposition, decompose
 from loramerge.bases.spaces import CoefficientSpace
 from loramerge.errors import ParameterError
+from loramerge.methods.catalog import CATALOG, MethodFacts
 from loramerge.params import DareTiesParams, as_dict, build
 from loramerge.ties.dare import DareSpace
 from loramerge.ties.ties import ties_merge
@@ -33,11 +39,25 @@ class MergeContext:
 
 
 class MergeMethod(ABC):
-    name: ClassVar[str]
-    summary: ClassVar[str]
+    name: ClassVar[str]  # its catalogue entry, which holds every other fact about it
     params_type: ClassVar[type]
-    low_rank: ClassVar[bool] = True  # every update is a LowRankUpdate, so the result is a peft LoRA adapter
-    uses_decomposition: ClassVar[bool] = False
+
+    @property
+    def facts(self) -> MethodFacts:
+        return CATALOG[self.name]
+
+    @property
+    def summary(self) -> str:
+        return self.facts.summary
+
+    @property
+    def low_rank(self) -> bool:
+        """Every update is a LowRankUpdate, so the result is a peft LoRA adapter."""
+        return self.facts.low_rank
+
+    @property
+    def uses_decomposition(self) -> bool:
+        return self.facts.needs_decomposition()
 
     def params(self, values: Mapping[str, Any] | None = None) -> Any:
         return build(self.params_type, dict(values or {}), self.name)
@@ -58,6 +78,12 @@ METHODS: dict[str, MergeMethod] = {}
 
 
 def register(cls: type[MergeMethod]) -> type[MergeMethod]:
+    """Class decorator: one instance per catalogue entry, defined in the module the catalogue names."""
+    facts = CATALOG.get(cls.name)
+    if facts is None:
+        raise ValueError(f"merge method {cls.name!r} has no entry in loramerge.methods.catalog")
+    if cls.__module__ != facts.module:
+        raise ValueError(f"merge method {cls.name!r} is defined in {cls.__module__}, the catalogue says {facts.module}")
     if cls.name in METHODS:
         raise ValueError(f"merge method {cls.name!r} registered twice")
     METHODS[cls.name] = cls()
@@ -65,9 +91,20 @@ def register(cls: type[MergeMethod]) -> type[MergeMethod]:
 
 
 def get_method(name: str) -> MergeMethod:
+    """The registered method `name`, importing its module on first use."""
+    facts = CATALOG.get(name)
+    if facts is None:
+        raise ParameterError("method", f"unknown method {name!r}; known: {', '.join(sorted(CATALOG))}")
     if name not in METHODS:
-        raise ParameterError("method", f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))}")
+        import_module(facts.module)
     return METHODS[name]
+
+
+def load_all_methods() -> dict[str, MergeMethod]:
+    """Every catalogued method, registered: the registry as a name -> method mapping."""
+    for name in CATALOG:
+        get_method(name)
+    return METHODS
 
 
 class SpaceTiesMethod(MergeMethod):

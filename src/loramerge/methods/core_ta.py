@@ -11,7 +11,6 @@ from loramerge.updates import Update
 @register
 class CoreTaskArithmetic(MergeMethod):
     name = "core_ta"
-    summary = "Task Arithmetic in Core Space (equals ta); low rank"
     params_type = TaParams
 
     def merge(self, context: MergeContext, params: TaParams) -> Iterator[tuple[str, Update]]:

@@ -8,7 +8,6 @@ from loramerge.params import CoreTiesParams
 @register
 class CoreTies(SpaceTiesMethod):
     name = "core_ties"
-    summary = "CoreSpace-TIES: TIES on the core matrices M_t (per-layer trim by default); low rank"
     params_type = CoreTiesParams
 
     def space(self, context: MergeContext) -> CoefficientSpace:

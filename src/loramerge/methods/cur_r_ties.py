@@ -8,9 +8,7 @@ from loramerge.params import TiesParams
 @register
 class CurRTies(SpaceTiesMethod):
     name = "cur_r_ties"
-    summary = "CUR-TIES in R space: TIES on R_t, ΔW = λ·C·U_c·R*; low rank (rank k_c)"
     params_type = TiesParams
-    uses_decomposition = True
 
     def space(self, context: MergeContext) -> CoefficientSpace:
         return cur_r_space(context.adapters, context.bases())

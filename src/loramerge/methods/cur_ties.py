@@ -8,9 +8,7 @@ from loramerge.params import TiesParams
 @register
 class CurTies(SpaceTiesMethod):
     name = "cur_ties"
-    summary = "CUR-TIES in UR space: TIES on Y_t = U_c·R_t, ΔW = λ·C·Y*; low rank (rank k_c)"
     params_type = TiesParams
-    uses_decomposition = True
 
     def space(self, context: MergeContext) -> CoefficientSpace:
         return cur_space(context.adapters, context.bases())

@@ -8,9 +8,7 @@ from loramerge.params import DareTiesParams
 @register
 class DareTies(SpaceTiesMethod):
     name = "dare_ties"
-    summary = "DARE (seeded per task and layer) on the dense ΔW_t, then TIES; dense result"
     params_type = DareTiesParams
-    low_rank = False
 
     def space(self, context: MergeContext) -> CoefficientSpace:
         return full_space(context.adapters)

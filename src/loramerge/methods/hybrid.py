@@ -14,15 +14,12 @@ from loramerge.params import parse_alpha
 @register
 class Hybrid(TwoBranchMethod):
     name = "hybrid"
-    summary = "SVD+CUR hybrid (the paper): α·knots_ties + (1−α)·cur_ties, α fixed or auto-magnitude/auto-energy"
     params_type = MixParams
-    prefixes = ("svd", "cur")
-    uses_decomposition = True
-    branch_methods = ("knots_ties", "cur_ties")
 
     def params(self, values: Mapping[str, Any] | None = None) -> MixParams:
         values = dict(values or {})
         alpha = parse_alpha(values.pop("alpha", 0.5))
-        methods = (get_method(self.branch_methods[0]), get_method(self.branch_methods[1]))
+        branch_methods = self.facts.branches  # knots_ties and cur_ties, from the catalogue
+        methods = (get_method(branch_methods[0]), get_method(branch_methods[1]))
         svd_values, cur_values = split_branch_values(values, self.prefixes, methods)
-        return MixParams(alpha, *self.branch_methods, methods[0].params(svd_values), methods[1].params(cur_values))
+        return MixParams(alpha, *branch_methods, methods[0].params(svd_values), methods[1].params(cur_values))

@@ -8,9 +8,7 @@ from loramerge.params import DareTiesParams
 @register
 class KnotsDareTies(SpaceTiesMethod):
     name = "knots_dare_ties"
-    summary = "KnOTS-DARE-TIES: DARE then TIES on the SVD-aligned Z_t; low rank (rank k)"
     params_type = DareTiesParams
-    uses_decomposition = True
 
     def space(self, context: MergeContext) -> CoefficientSpace:
         return svd_space(context.adapters, context.bases())

@@ -8,9 +8,7 @@ from loramerge.params import TiesParams
 @register
 class KnotsTies(SpaceTiesMethod):
     name = "knots_ties"
-    summary = "KnOTS-TIES: TIES on the SVD-aligned coefficients Z_t; low rank (rank k)"
     params_type = TiesParams
-    uses_decomposition = True
 
     def space(self, context: MergeContext) -> CoefficientSpace:
         return svd_space(context.adapters, context.bases())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from loramerge.errors import ParameterError
 from loramerge.methods.base import MergeContext, MergeMethod, get_method, register
@@ -57,7 +57,10 @@ def split_branch_values(
 class TwoBranchMethod(MergeMethod):
     """Mixes the per-module updates of two methods; the merge is low rank when both branches are."""
 
-    prefixes: ClassVar[tuple[str, str]] = ("first", "second")
+    @property
+    def prefixes(self) -> tuple[str, str]:
+        """The parameter prefixes of the two branches (`svd.lam`), from the catalogue."""
+        return self.facts.branch_prefixes
 
     def branches(self, params: MixParams) -> tuple[MergeMethod, MergeMethod]:
         return get_method(params.first), get_method(params.second)
@@ -89,7 +92,6 @@ class TwoBranchMethod(MergeMethod):
 @register
 class Mix(TwoBranchMethod):
     name = "mix"
-    summary = "α·first + (1−α)·second for any two methods (set first=, second=, first.<param>=, …)"
     params_type = MixParams
 
     def params(self, values: Mapping[str, Any] | None = None) -> MixParams:

@@ -15,7 +15,6 @@ from loramerge.updates import LowRankUpdate, Update
 @register
 class TaskArithmetic(MergeMethod):
     name = "ta"
-    summary = "Task Arithmetic: λ·Σ ΔW_t (or λ·mean), exact and low rank (rank Σ r_t)"
     params_type = TaParams
 
     def merge(self, context: MergeContext, params: TaParams) -> Iterator[tuple[str, Update]]:

@@ -8,9 +8,7 @@ from loramerge.params import TiesParams
 @register
 class Ties(SpaceTiesMethod):
     name = "ties"
-    summary = "TIES on the dense ΔW_t (global top-K by default, as KnOTS); dense result"
     params_type = TiesParams
-    low_rank = False
 
     def space(self, context: MergeContext) -> CoefficientSpace:
         return full_space(context.adapters)

@@ -1,0 +1,116 @@
+"""The catalogue is the single source of each method's facts, importable without torch, and the registry agrees."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from loramerge import merge
+from loramerge.errors import ParameterError
+from loramerge.methods import METHODS, MergeContext, get_method, register
+from loramerge.methods.catalog import CATALOG, method_facts
+from loramerge.methods.ta import TaskArithmetic
+from loramerge.updates import LowRankUpdate
+
+# mix has no branches of its own; these are low rank and read no decomposition, as its catalogue entry says
+MIX_BRANCHES = {"first": "ta", "second": "core_ties"}
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_every_catalogue_entry_is_registered_under_its_name_in_its_module():
+    assert sorted(METHODS) == sorted(CATALOG)
+    for name, method in METHODS.items():
+        assert method.name == name
+        assert type(method).__module__ == CATALOG[name].module
+        assert method.summary == CATALOG[name].summary
+
+
+def test_the_catalogue_imports_without_torch():
+    result = _python("import loramerge.methods.catalog, sys; assert 'torch' not in sys.modules, 'torch imported'")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_method_imports_only_its_own_module():
+    code = (
+        "import sys\n"
+        "from loramerge.methods import get_method\n"
+        "assert get_method('ta').name == 'ta'\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('loramerge.methods.'))\n"
+        "assert loaded == ['loramerge.methods.base', 'loramerge.methods.catalog', 'loramerge.methods.ta'], loaded\n"
+    )
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unknown_method_names_the_known_ones():
+    with pytest.raises(ParameterError, match="unknown method 'nope'; known: core_ta, core_ties"):
+        get_method("nope")
+    with pytest.raises(KeyError, match="known: core_ta"):
+        method_facts("nope")
+
+
+def test_register_refuses_a_method_the_catalogue_does_not_have_or_places_elsewhere():
+    class Uncatalogued(TaskArithmetic):
+        name = "not_in_the_catalogue"
+
+    with pytest.raises(ValueError, match=r"no entry in loramerge\.methods\.catalog"):
+        register(Uncatalogued)
+
+    class Elsewhere(TaskArithmetic):
+        name = "ties"
+
+    with pytest.raises(ValueError, match=r"catalogue says loramerge\.methods\.ties"):
+        register(Elsewhere)
+    with pytest.raises(ValueError, match="registered twice"):
+        register(TaskArithmetic)
+
+
+class RecordingContext(MergeContext):
+    """A merge context that records whether the method asked for the decomposition."""
+
+    read_bases = False
+
+    def bases(self):
+        self.read_bases = True
+        return super().bases()
+
+
+def _defaults(name: str) -> dict[str, str]:
+    return MIX_BRANCHES if name == "mix" else {}
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_facts_agree_with_behaviour(adapters, name):
+    facts = CATALOG[name]
+    method = get_method(name)
+    params = method.params(_defaults(name))
+    context = RecordingContext(adapters)
+    updates = dict(method.merge(context, params))
+    assert sorted(updates) == adapters.modules
+    assert all(isinstance(u, LowRankUpdate) for u in updates.values()) == facts.low_rank
+    assert method.is_low_rank(params) == facts.low_rank
+    assert context.read_bases == facts.needs_decomposition() == method.uses_decomposition
+
+
+def test_mix_follows_its_branches(adapters):
+    """mix's catalogue facts describe its usual use; a dense or decomposition-reading branch carries over."""
+    method = get_method("mix")
+    params = method.params({"first": "knots_ties", "second": "ties"})
+    context = RecordingContext(adapters)
+    updates = dict(method.merge(context, params))
+    assert context.read_bases and not method.is_low_rank(params)
+    assert not any(isinstance(u, LowRankUpdate) for u in updates.values())
+    assert sorted(merge(adapters, "mix", **MIX_BRANCHES)) == adapters.modules
+
+
+def test_two_branch_facts_come_from_the_catalogue():
+    hybrid = get_method("hybrid")
+    assert hybrid.prefixes == CATALOG["hybrid"].branch_prefixes == ("svd", "cur")
+    params = hybrid.params({})
+    assert (params.first, params.second) == CATALOG["hybrid"].branches
+    assert get_method("mix").prefixes == CATALOG["mix"].branch_prefixes
