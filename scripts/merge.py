@@ -1,7 +1,7 @@
 from loramerge import load_adapters, load_decomposition, merge_to_folder
 from loramerge.atomic import read_json
 from loramerge.repro.jobs import job_log
-from loramerge.repro.plan import HYBRID, HYBRID_BRANCHES, hybrid_branch_params
+from loramerge.repro.plan import tuned_branch_params
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     method, params = snakemake.wildcards.method, dict(snakemake.params.point)
@@ -9,10 +9,13 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
     decomposition = None
     if hasattr(snakemake.input, "decomposition"):
         decomposition = load_decomposition(snakemake.input.decomposition, adapters)
-    if method == HYBRID:
+    branches = snakemake.params.branches
+    if branches:
         selections = {
-            name: read_json(path) for name, path in zip(HYBRID_BRANCHES.values(), snakemake.input.branches, strict=True)
+            branch: read_json(path) for branch, path in zip(branches.values(), snakemake.input.branches, strict=True)
         }
-        params.update(hybrid_branch_params(selections, snakemake.params.branch_selection))
+        params.update(
+            tuned_branch_params(branches, snakemake.params.branch_params, selections, snakemake.params.branch_selection)
+        )
     log.info("merging %s with %s", method, params)
     merge_to_folder(adapters, method, snakemake.output[0], params, decomposition=decomposition, progress=True)

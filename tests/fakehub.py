@@ -230,6 +230,8 @@ def _cut_down(config: dict[str, Any]) -> dict[str, Any]:
         if "seeds" in spec:
             spec["seeds"] = [0, 1]
         for param in spec.get("grid", {}):
-            spec["grid"][param] = [spec["defaults"][param], 100] if param == "top_k" else [0.1, 0.5]
-    merge["hybrid"]["alphas"] = [0.0, 0.5, 1.0]
+            if param == "alpha":
+                spec["grid"][param] = [0.0, 0.5, 1.0]
+            else:
+                spec["grid"][param] = [spec["defaults"][param], 100] if param == "top_k" else [0.1, 0.5]
     return config

@@ -5,7 +5,7 @@ import os
 from snakemake.utils import validate
 
 from loramerge.errors import LoramergeError
-from loramerge.repro.plan import HYBRID, HYBRID_BRANCHES, build_plan, check_suite, code_hash, derive_seed, finetune_settings
+from loramerge.repro.plan import build_plan, check_suite, code_hash, derive_seed, finetune_settings
 
 validate(config, schema="schemas/config.schema.yaml")
 try:
@@ -95,11 +95,10 @@ def merge_inputs(wildcards):
     inputs = {"adapters": adapter_dirs(wildcards)}
     if PLANS[wildcards.method].uses_decomposition:
         inputs["decomposition"] = f"results/{wildcards.suite}/decomposition"
-    if wildcards.method == HYBRID:
-        inputs["branches"] = [
-            f"results/{wildcards.suite}/search/{branch}.json"
-            for branch in HYBRID_BRANCHES.values()
-        ]
+    inputs["branches"] = [
+        f"results/{wildcards.suite}/search/{branch}.json"
+        for branch in PLANS[wildcards.method].branches.values()
+    ]
     return inputs
 
 

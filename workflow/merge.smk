@@ -16,6 +16,8 @@ rule merge:
     threads: 1
     params:
         point=lambda wildcards: PLANS[wildcards.method].points[wildcards.point],
+        branches=lambda wildcards: PLANS[wildcards.method].branches,
+        branch_params=lambda wildcards: list(PLANS[wildcards.method].facts.branch_params),
         branch_selection=config["search"]["selection"],
         code=CODE["merge"],
     script:

@@ -25,7 +25,7 @@ FINAL_TABLES = [
 FINAL_FIGURES = ["fig1_overlap"]
 if {"cur_ties", "cur_r_ties"} <= set(PLANS):
     FINAL_FIGURES.append("fig2_ur_vs_r")
-if HYBRID in PLANS:
+if "hybrid" in PLANS:  # Table 7 and Fig. 3 sweep the paper's α
     FINAL_TABLES.append("table7_alpha")
     FINAL_FIGURES.append("fig3_alpha")
 if JOINT is not None:

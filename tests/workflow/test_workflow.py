@@ -63,7 +63,7 @@ def _broken(edit) -> dict:
 
 BAD_CONFIGS = {
     "unknown method": (lambda c: c["merge"]["methods"].update(magic_ties={"order": ["lam"]}), "magic_ties"),
-    "alpha out of range": (lambda c: c["merge"]["hybrid"].update(alphas=[0.0, 1.5]), "alphas"),
+    "alpha out of range": (lambda c: c["merge"]["methods"]["hybrid"]["grid"].update(alpha=[0.0, 1.5]), "alpha"),
     "missing suite": (lambda c: c.pop("suite"), "suite"),
     "unknown key": (lambda c: c["evaluate"].update(batchsize=8), "batchsize"),
     "top_k out of range": (lambda c: c["merge"]["methods"]["ties"]["grid"].update(top_k=[0, 20]), "top_k"),
@@ -158,8 +158,8 @@ def test_second_run_has_nothing_to_do(smoke_runs):
 
 def test_adding_an_alpha_reruns_only_what_depends_on_it(smoke_runs, tmp_path):
     config = yaml.safe_load(SMOKE_CONFIG.read_text())
-    alphas = sorted([*config["merge"]["hybrid"]["alphas"], 0.25])
-    extra = override(tmp_path, "alpha", {"merge": {"hybrid": {"alphas": alphas}}})
+    alphas = sorted([*config["merge"]["methods"]["hybrid"]["grid"]["alpha"], 0.25])
+    extra = override(tmp_path, "alpha", {"merge": {"methods": {"hybrid": {"grid": {"alpha": alphas}}}}})
     assert job_counts(smoke_runs[0], "--configfile", extra) == {
         "merge": 1,
         "evaluate_merged": 1,

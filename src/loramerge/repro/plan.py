@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from loramerge.errors import LoramergeError
+from loramerge.methods.catalog import CATALOG, TUNED_BRANCHES, MethodFacts
 
-# Methods whose merges read the cached SVD/CUR decomposition (kept in step with the registry by a test).
-DECOMPOSITION_METHODS = frozenset({"knots_ties", "knots_dare_ties", "cur_ties", "cur_r_ties", "hybrid"})
-HYBRID = "hybrid"
-HYBRID_BRANCHES = {"svd": "knots_ties", "cur": "cur_ties"}
-BRANCH_PARAMS = ("lam", "top_k")
+SCALE_PARAM = "lam"
 SEED_PARAM = "seed"
+TUNED = "tuned"
 
 
 class ConfigError(LoramergeError):
@@ -45,7 +43,10 @@ def point_name(point: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class MethodPlan:
-    """One method's merges (one per point), the λ applied to each at evaluation, and its search space."""
+    """One method's merges (one per point), the λ applied to each at evaluation, and its search space.
+
+    `branches` maps a two-branch method's parameter prefix to the method whose search tunes that branch (empty when
+    the method is merged as configured)."""
 
     method: str
     points: dict[str, dict[str, Any]]
@@ -54,10 +55,15 @@ class MethodPlan:
     grids: dict[str, list[Any]]
     defaults: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
+    branches: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def facts(self) -> MethodFacts:
+        return CATALOG[self.method]
 
     @property
     def uses_decomposition(self) -> bool:
-        return self.method in DECOMPOSITION_METHODS
+        return self.facts.needs_decomposition()
 
     def search_spec(self) -> dict[str, Any]:
         spec = {"order": self.order, "grids": self.grids, "defaults": self.defaults}
@@ -73,16 +79,36 @@ def _grid_points(grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any]) ->
     return points
 
 
-def _method_plan(name: str, spec: Mapping[str, Any], lambdas: Sequence[float]) -> MethodPlan:
-    key = f"merge.methods.{name}"
-    grid = {param: list(values) for param, values in spec.get("grid", {}).items()}
-    fixed = dict(spec.get("fixed", {}))
-    defaults = dict(spec.get("defaults", {}))
-    order = list(spec["order"])
-    if "lam" not in order:
+def _tuned_branches(
+    key: str, facts: MethodFacts, spec: Mapping[str, Any], methods: Mapping[str, Any]
+) -> dict[str, str]:
+    """Prefix -> the configured method whose search tunes that branch; {} when the branches are merged as given."""
+    tuned = spec.get("branches") == TUNED
+    if TUNED_BRANCHES in facts.needs and not tuned:
+        raise ConfigError(f"{key}.branches", f"{facts.name}'s branches are always tuned; set 'branches: {TUNED}'")
+    if not tuned:
+        return {}
+    if not facts.is_two_branch():
+        raise ConfigError(f"{key}.branches", f"{facts.name} has no branches to tune")
+    fixed = spec.get("fixed", {})
+    names = facts.branches or tuple(fixed.get(prefix) for prefix in facts.branch_prefixes)
+    branches = {}
+    for prefix, branch in zip(facts.branch_prefixes, names, strict=True):
+        if branch is None:
+            raise ConfigError(f"{key}.fixed.{prefix}", f"tuned branches need the branch method in {key}.fixed")
+        if branch not in methods or branch == facts.name:
+            raise ConfigError(f"{key}.branches", f"the '{prefix}' branch is tuned by the '{branch}' search; add it")
+        branches[prefix] = branch
+    if SCALE_PARAM in spec.get("order", ()) or "lambdas" in spec:
+        raise ConfigError(f"{key}.order", "with tuned branches λ comes from the branch searches; do not search it")
+    return branches
+
+
+def _check_search(key: str, order: list[str], grid: dict, fixed: dict, defaults: dict, scaled: bool) -> None:
+    if scaled and SCALE_PARAM not in order:
         raise ConfigError(f"{key}.order", "must contain 'lam' (the merged update's scale is always searched)")
     for param in order:
-        if param != "lam" and param not in grid:
+        if param != SCALE_PARAM and param not in grid:
             raise ConfigError(f"{key}.order", f"'{param}' has no values in {key}.grid")
     for param in grid:
         if param not in order:
@@ -94,44 +120,59 @@ def _method_plan(name: str, spec: Mapping[str, Any], lambdas: Sequence[float]) -
             raise ConfigError(f"{key}.defaults.{param}", f"'{param}' is not swept in {key}.grid")
         if value not in grid[param]:
             raise ConfigError(f"{key}.defaults.{param}", f"{value} is not one of the grid values {grid[param]}")
-    first_swept = order.index("lam")
+    first_swept = order.index(SCALE_PARAM) if scaled else 0
     for param in order[first_swept + 1 :]:
         if param not in defaults:
             raise ConfigError(
-                f"{key}.defaults", f"'{param}' is searched after 'lam', so the greedy search needs its default"
+                f"{key}.defaults",
+                f"'{param}' is searched after '{order[first_swept]}', so the greedy search needs its default",
             )
+
+
+def _method_plan(
+    name: str, spec: Mapping[str, Any], lambdas: Sequence[float], methods: Mapping[str, Any]
+) -> MethodPlan:
+    key = f"merge.methods.{name}"
+    if name not in CATALOG:
+        raise ConfigError(key, f"unknown method '{name}'; known: {', '.join(CATALOG)}")
+    facts = CATALOG[name]
+    branches = _tuned_branches(key, facts, spec, methods)
+    grid = {param: list(values) for param, values in spec.get("grid", {}).items()}
+    fixed = dict(spec.get("fixed", {}))
+    defaults = dict(spec.get("defaults", {}))
+    order = list(spec["order"])
+    for param in order:
+        if param != SCALE_PARAM and param not in facts.searched:
+            raise ConfigError(
+                f"{key}.order", f"{name} has no searched parameter '{param}' ({', '.join(facts.searched)})"
+            )
+    _check_search(key, order, grid, fixed, defaults, scaled=not branches)
     seeds = [int(seed) for seed in spec.get("seeds", [])]
     if seeds and SEED_PARAM in fixed:
         raise ConfigError(f"{key}.seeds", f"the seed is also fixed in {key}.fixed; keep one of them")
     replicated = {SEED_PARAM: seeds} if seeds else {}
     points = {point_name(point): point for point in _grid_points({**grid, **replicated}, fixed)}
-    return MethodPlan(
-        method=name,
-        points=points,
-        lambdas=[float(value) for value in spec.get("lambdas", lambdas)],
-        order=order,
-        grids={"lam": [float(value) for value in spec.get("lambdas", lambdas)], **grid},
-        defaults={**fixed, **defaults},
-        seeds=seeds,
-    )
-
-
-def _hybrid_plan(spec: Mapping[str, Any], methods: Mapping[str, Any]) -> MethodPlan:
-    for branch in HYBRID_BRANCHES.values():
-        if branch not in methods:
-            raise ConfigError("merge.hybrid", f"the hybrid's branches are tuned by the '{branch}' search; add it")
-    alphas = [float(alpha) for alpha in spec["alphas"]]
-    points = {point_name({"alpha": alpha}): {"alpha": alpha} for alpha in alphas}
-    return MethodPlan(HYBRID, points, [1.0], ["alpha"], {"alpha": alphas, "lam": [1.0]}, {"lam": 1.0})
+    if branches:
+        # λ scales each branch inside the merge (tuned by the branch searches), so the merged update is used as is.
+        return MethodPlan(
+            name,
+            points,
+            [1.0],
+            order,
+            {**grid, SCALE_PARAM: [1.0]},
+            {SCALE_PARAM: 1.0, **fixed, **defaults},
+            seeds,
+            branches,
+        )
+    scales = [float(value) for value in spec.get("lambdas", lambdas)]
+    return MethodPlan(name, points, scales, order, {SCALE_PARAM: scales, **grid}, {**fixed, **defaults}, seeds)
 
 
 def build_plan(config: Mapping[str, Any]) -> dict[str, MethodPlan]:
-    """Every method's plan, in the config's method order with the hybrid last; raises ConfigError."""
+    """Every method's plan, in the config's method order; raises ConfigError."""
     merge = config["merge"]
-    plans = {name: _method_plan(name, spec, merge["lambdas"]) for name, spec in merge["methods"].items()}
-    if merge.get("hybrid"):
-        plans[HYBRID] = _hybrid_plan(merge["hybrid"], merge["methods"])
-    return plans
+    methods = merge["methods"]
+    return {name: _method_plan(name, spec, merge["lambdas"], methods) for name, spec in methods.items()}
 
 
 def check_suite(config: Mapping[str, Any]) -> None:
@@ -212,10 +253,17 @@ def code_hash(paths: Sequence[str | Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def hybrid_branch_params(selections: Mapping[str, Mapping[str, Any]], selection: str) -> dict[str, Any]:
-    """The hybrid's branch settings (`svd.lam`, `cur.top_k`, …) from the searches of its branch methods."""
+def tuned_branch_params(
+    branches: Mapping[str, str],
+    branch_params: Sequence[str],
+    selections: Mapping[str, Mapping[str, Any]],
+    selection: str,
+) -> dict[str, Any]:
+    """A tuned two-branch merge's branch settings (`svd.lam`, `cur.top_k`, …): `branches` maps each prefix to the
+    method whose search tunes it (MethodPlan.branches), `selections` each such method to its search result, and
+    `selection` names the rule (grid, greedy) whose choice is taken."""
     params: dict[str, Any] = {}
-    for prefix, method in HYBRID_BRANCHES.items():
+    for prefix, method in branches.items():
         chosen = selections[method][selection]["params"]
-        params.update({f"{prefix}.{name}": chosen[name] for name in BRANCH_PARAMS if name in chosen})
+        params.update({f"{prefix}.{name}": chosen[name] for name in branch_params if name in chosen})
     return params
