@@ -1,7 +1,7 @@
 """loramerge: exact, fast merging of LoRA adapters (TA, TIES, DARE-TIES, KnOTS, Core Space, CUR, SVD+CUR hybrid).
 
-The public names load lazily (PEP 562): the workflow imports `loramerge.repro.plan` at every DAG build, and that must not
-pay for importing torch.
+The public names load lazily (PEP 562): the workflow imports `loramerge.repro.plan` at every DAG build, and that must
+not pay for importing torch.
 """
 
 from importlib import import_module
@@ -22,8 +22,12 @@ _EXPORTS = {
     "CacheError": "loramerge.errors",
     "LoramergeError": "loramerge.errors",
     "ParameterError": "loramerge.errors",
+    "StatisticsError": "loramerge.errors",
     "METHODS": "loramerge.methods",
     "get_method": "loramerge.methods",
+    "Statistics": "loramerge.stats",
+    "StatisticsInfo": "loramerge.stats",
+    "write_task_statistics": "loramerge.stats",
     "DenseUpdate": "loramerge.updates",
     "LowRankUpdate": "loramerge.updates",
 }

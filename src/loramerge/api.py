@@ -15,6 +15,7 @@ from loramerge.bases.decompose import Decomposition
 from loramerge.errors import ParameterError
 from loramerge.io import atomic_directory, write_delta, write_peft_adapter
 from loramerge.methods import MergeContext, get_method
+from loramerge.stats import open_statistics
 from loramerge.updates import Update
 
 FORMATS = ("auto", "peft", "delta")
@@ -32,11 +33,16 @@ def iter_merge(
     decomposition: Decomposition | None = None,
     progress: bool = False,
     diagnostics: dict | None = None,
+    statistics: str | Path | None = None,
 ) -> Iterator[tuple[str, Update]]:
-    """(module, merged update) in sorted module order, computed lazily: peak memory stays one module's worth."""
+    """(module, merged update) in sorted module order, computed lazily: peak memory stays one module's worth.
+
+    `statistics` is a statistics folder (loramerge.stats) of these adapters, for methods that read one.
+    """
     merge_method = get_method(method)
     resolved = merge_method.params(params)
-    context = MergeContext(_adapter_set(adapters), decomposition, progress)
+    adapter_set = _adapter_set(adapters)
+    context = MergeContext(adapter_set, decomposition, progress, statistics=open_statistics(statistics, adapter_set))
     if diagnostics is not None:
         context.diagnostics = diagnostics
     return merge_method.merge(context, resolved)
@@ -47,10 +53,11 @@ def merge(
     method: str,
     decomposition: Decomposition | None = None,
     progress: bool = False,
+    statistics: str | Path | None = None,
     **params: Any,
 ) -> dict[str, Update]:
     """All merged updates in memory, e.g. `merge(paths, "hybrid", alpha=0.6, **{"svd.lam": 0.6})`."""
-    return dict(iter_merge(adapters, method, params, decomposition, progress))
+    return dict(iter_merge(adapters, method, params, decomposition, progress, statistics=statistics))
 
 
 def versions() -> dict[str, str]:
@@ -68,8 +75,12 @@ def merge_to_folder(
     decomposition: Decomposition | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    statistics: str | Path | None = None,
 ) -> Path:
-    """Merge into `out` (a peft adapter or delta.safetensors, plus merge.json); nothing is written on error."""
+    """Merge into `out` (a peft adapter or delta.safetensors, plus merge.json); nothing is written on error.
+
+    `statistics` is a statistics folder (loramerge.stats) of these adapters; its stats.json files go in merge.json.
+    """
     merge_method = get_method(method)
     resolved = merge_method.params(params)
     if output_format not in FORMATS:
@@ -79,13 +90,15 @@ def merge_to_folder(
         raise ParameterError("format", f"{method} gives a dense update, which is not a LoRA adapter; use delta")
     output_format = ("peft" if low_rank else "delta") if output_format == "auto" else output_format
 
-    context = MergeContext(adapters, decomposition, progress)
+    context = MergeContext(adapters, decomposition, progress, statistics=open_statistics(statistics, adapters))
     manifest = {
         "method": merge_method.describe(resolved),
         "format": output_format,
         "adapters": adapters.provenance(),
         "versions": versions(),
     }
+    if context.statistics is not None:
+        manifest["statistics"] = context.statistics.provenance()
     with atomic_directory(out, overwrite=overwrite) as staging:
         updates = merge_method.merge(context, resolved)
         if output_format == "peft":

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         help="peft adapter (low-rank results), dense delta.safetensors, or auto (peft when possible)",
     )
     merge.add_argument("--decomposition", type=Path, help="a `loramerge decompose` cache of these adapters")
+    merge.add_argument(
+        "--statistics", type=Path, help="per-task Gram/Fisher statistics: DIR/<adapter folder name>/<kind>.safetensors"
+    )
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     merge.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
@@ -100,6 +103,7 @@ def _merge(args: argparse.Namespace) -> None:
         decomposition,
         args.overwrite,
         progress=not args.quiet,
+        statistics=args.statistics,
     )
 
 

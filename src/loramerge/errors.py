@@ -42,3 +42,7 @@ class CacheError(LoramergeError):
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
         super().__init__(f"{self.path}: {problem}")
+
+
+class StatisticsError(SubjectError):
+    """A statistics folder, or one of its files, that cannot be used; the message starts with its path."""

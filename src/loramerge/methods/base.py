@@ -18,6 +18,7 @@ from loramerge.bases.spaces import CoefficientSpace
 from loramerge.errors import ParameterError
 from loramerge.methods.catalog import CATALOG, MethodFacts
 from loramerge.params import DareTiesParams, as_dict, build
+from loramerge.stats import Statistics
 from loramerge.ties.dare import DareSpace
 from loramerge.ties.ties import ties_merge
 from loramerge.updates import Update
@@ -25,12 +26,13 @@ from loramerge.updates import Update
 
 @dataclass
 class MergeContext:
-    """What a merge reads (adapters, cached bases) and what it reports besides the updates."""
+    """What a merge reads (adapters, cached bases, per-task statistics) and what it reports besides the updates."""
 
     adapters: AdapterSet
     decomposition: Decomposition | None = None
     progress: bool = False
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    statistics: Statistics | None = None  # the statistics folder, read lazily (loramerge.stats)
 
     def bases(self) -> Decomposition:
         if self.decomposition is None:

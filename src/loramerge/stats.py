@@ -1,0 +1,207 @@
+"""The per-task statistics folder that data-using merges read (Gram matrices for RegMean, Fisher information).
+
+Layout, for the adapters' folder names `<task>` in the order the adapters are given:
+
+    <DIR>/<task>/gram.safetensors    one I × I float64 tensor per `<module path>`: Σ xᵀx over the module's inputs x
+    <DIR>/<task>/fisher.safetensors  one O × I float32 tensor per `<module path>`: mean squared gradient of its weight
+    <DIR>/<task>/stats.json          examples, what was counted (tokens or images) and how many, the split, its sha256
+
+A task folder is written atomically. Reading is lazy: opening checks every task's stats.json, a kind file is opened
+when a method first asks for one of its tensors, and each tensor is checked (shape against the adapters' module,
+dtype, finite values) as it is read, so a kind that no method asks for is never opened.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from loramerge.adapters import AdapterSet
+from loramerge.atomic import write_json
+from loramerge.errors import StatisticsError
+from loramerge.io import atomic_directory
+
+GRAM = "gram"
+FISHER = "fisher"
+KINDS = (GRAM, FISHER)
+INFO_FILE = "stats.json"
+UNITS = ("tokens", "images")
+_DTYPES = {GRAM: (torch.float64, "F64"), FISHER: (torch.float32, "F32")}  # kind -> (torch dtype, safetensors code)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def kind_file(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown statistics kind {kind!r}; known: {', '.join(KINDS)}")
+    return f"{kind}.safetensors"
+
+
+@dataclass(frozen=True)
+class StatisticsInfo:
+    """What one task's statistics were computed from (its stats.json)."""
+
+    examples: int
+    counted: int  # tokens or images, as `unit` says
+    unit: str
+    split: str
+    split_sha256: str
+
+    def problems(self) -> list[str]:
+        problems = []
+        if not (isinstance(self.examples, int) and not isinstance(self.examples, bool) and self.examples >= 1):
+            problems.append(f"examples must be a positive integer, got {self.examples!r}")
+        if not (isinstance(self.counted, int) and not isinstance(self.counted, bool) and self.counted >= 1):
+            problems.append(f"counted must be a positive integer, got {self.counted!r}")
+        if self.unit not in UNITS:
+            problems.append(f"unit must be one of {', '.join(UNITS)}, got {self.unit!r}")
+        if not (isinstance(self.split, str) and self.split):
+            problems.append(f"split must be a non-empty string, got {self.split!r}")
+        if not (isinstance(self.split_sha256, str) and _SHA256.match(self.split_sha256)):
+            problems.append(f"split_sha256 must be 64 lower-case hex digits, got {self.split_sha256!r}")
+        return problems
+
+
+def _module_shape(adapters: AdapterSet, kind: str, module: str) -> tuple[int, int]:
+    out_features, in_features = adapters.stacks[module].shape
+    return (in_features, in_features) if kind == GRAM else (out_features, in_features)
+
+
+def write_task_statistics(
+    folder: str | Path,
+    task: str,
+    tensors: Mapping[str, Mapping[str, torch.Tensor]],
+    info: StatisticsInfo,
+    overwrite: bool = False,
+) -> Path:
+    """`<folder>/<task>/`: one `<kind>.safetensors` per kind in `tensors` (kind -> module path -> tensor), cast to
+    the kind's dtype, and stats.json; written atomically, so a reader never sees a half-written task."""
+    if not task or task in (".", "..") or "/" in task or "\\" in task:
+        raise ValueError(f"task {task!r} is not a folder name")
+    problems = info.problems()
+    if problems:
+        raise ValueError(f"task {task!r}: {'; '.join(problems)}")
+    prepared: dict[str, dict[str, torch.Tensor]] = {}  # file name -> module path -> tensor
+    for kind, per_module in tensors.items():
+        file_name = kind_file(kind)  # refuses an unknown kind
+        prepared[file_name] = {}
+        for module, tensor in per_module.items():
+            if tensor.ndim != 2 or (kind == GRAM and tensor.shape[0] != tensor.shape[1]):
+                expected = "square" if kind == GRAM else "2-D"
+                raise ValueError(f"{kind} of {module!r} must be {expected}, got shape {tuple(tensor.shape)}")
+            if not torch.isfinite(tensor).all():
+                raise ValueError(f"{kind} of {module!r} has NaN or Inf values")
+            prepared[file_name][module] = tensor.detach().to("cpu", _DTYPES[kind][0]).contiguous()
+    target = Path(folder) / task
+    with atomic_directory(target, overwrite=overwrite) as staging:
+        for file_name, per_module in prepared.items():
+            save_file(per_module, staging / file_name)
+        write_json(staging / INFO_FILE, asdict(info))
+    return target
+
+
+def _read_info(path: Path) -> StatisticsInfo:
+    if not path.parent.is_dir():
+        raise StatisticsError(path.parent, "no statistics for this task (the folder does not exist)")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StatisticsError(path, "missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StatisticsError(path, f"unreadable: {error}") from error
+    fields = set(StatisticsInfo.__dataclass_fields__)
+    if not isinstance(payload, dict) or set(payload) != fields:
+        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise StatisticsError(path, f"expected a JSON object with keys {sorted(fields)}, got {found}")
+    info = StatisticsInfo(**payload)
+    problems = info.problems()
+    if problems:
+        raise StatisticsError(path, "; ".join(problems))
+    return info
+
+
+class Statistics:
+    """The statistics folder of an adapter set, read lazily: `gram(task, module)`, `fisher(task, module)`.
+
+    `task` is an adapter's position in the set (as in `ModuleStack.tasks`). Every error names the file at fault.
+    """
+
+    def __init__(self, folder: str | Path, adapters: AdapterSet) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise StatisticsError(self.folder, "statistics folder does not exist")
+        paths: dict[str, Path] = {}
+        for adapter in adapters.adapters:
+            if paths.setdefault(adapter.name, adapter.path) != adapter.path:
+                raise StatisticsError(
+                    self.folder,
+                    f"adapters {paths[adapter.name]} and {adapter.path} share the name {adapter.name!r}, "
+                    "so their statistics folders would be the same",
+                )
+        self.adapters = adapters
+        self.info = tuple(_read_info(self.task_folder(t) / INFO_FILE) for t in range(len(adapters)))
+        self._files: dict[tuple[int, str], tuple[Any, frozenset[str]]] = {}  # (task, kind) -> (open file, its keys)
+
+    def task_folder(self, task: int) -> Path:
+        return self.folder / self.adapters.task_names[task]
+
+    def gram(self, task: int, module: str) -> torch.Tensor:
+        """Σ xᵀx over `module`'s inputs for task `task`: I × I float64."""
+        return self.tensor(GRAM, task, module)
+
+    def fisher(self, task: int, module: str) -> torch.Tensor:
+        """The mean squared gradient of `module`'s weight for task `task`: O × I float32."""
+        return self.tensor(FISHER, task, module)
+
+    def tensor(self, kind: str, task: int, module: str) -> torch.Tensor:
+        stack = self.adapters.stacks.get(module)
+        if stack is None or task not in stack.tasks:
+            raise ValueError(f"task {task} has no module {module!r} to read {kind} statistics for")
+        path = self.task_folder(task) / kind_file(kind)
+        handle, modules = self._open(task, kind, path)
+        if module not in modules:
+            raise StatisticsError(path, f"no {kind} tensor for module {module!r}")
+        dtype, code = _DTYPES[kind]
+        expected_shape = _module_shape(self.adapters, kind, module)
+        stored = handle.get_slice(module)
+        if stored.get_dtype() != code:
+            raise StatisticsError(path, f"{module}: dtype {stored.get_dtype()}, expected {code} ({dtype})")
+        if tuple(stored.get_shape()) != expected_shape:
+            raise StatisticsError(
+                path, f"{module}: shape {tuple(stored.get_shape())}, expected {expected_shape} from the adapters"
+            )
+        tensor = handle.get_tensor(module)
+        if not torch.isfinite(tensor).all():
+            raise StatisticsError(path, f"{module}: NaN or Inf values")
+        return tensor
+
+    def _open(self, task: int, kind: str, path: Path) -> tuple[Any, frozenset[str]]:
+        key = (task, kind)
+        if key not in self._files:
+            if not path.is_file():
+                raise StatisticsError(path, f"missing: no {kind} statistics for this task")
+            try:
+                handle = safe_open(path, framework="pt", device="cpu")
+                self._files[key] = handle, frozenset(handle.keys())
+            except Exception as error:  # safetensors raises its own error types on corrupt or truncated files
+                raise StatisticsError(path, f"unreadable safetensors file: {error}") from error
+        return self._files[key]
+
+    def provenance(self) -> dict[str, Any]:
+        """The folder and each task's stats.json, for a merge's manifest."""
+        return {
+            "path": str(self.folder),
+            "tasks": {name: asdict(info) for name, info in zip(self.adapters.task_names, self.info, strict=True)},
+        }
+
+
+def open_statistics(folder: str | Path | None, adapters: AdapterSet) -> Statistics | None:
+    """The statistics folder of `adapters` (every task's stats.json checked now), or None when none is given."""
+    return None if folder is None else Statistics(folder, adapters)
