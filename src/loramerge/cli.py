@@ -1,4 +1,4 @@
-"""`loramerge methods | merge | decompose | analyze | lock`: the command-line contract of DESIGN.md."""
+"""`loramerge methods | merge | decompose | analyze`: the library's command line; `lock` runs loramerge.repro's."""
 
 from __future__ import annotations
 
@@ -153,17 +153,17 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _lock(args: argparse.Namespace) -> None:
-    import yaml
-
-    from loramerge.repro.hub import HubError, lock_suite, read_lock, write_lock
-
+    # The reproduction package and its dependencies (the [repro] extra) are imported only here.
     try:
-        vision = yaml.safe_load(args.config.read_text(encoding="utf-8"))["vision"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-        raise HubError(args.config, f"not a paper-suite config with a 'vision' section: {error}") from error
-    lock_path = Path(vision["lock"])
-    write_lock(lock_path, lock_suite(vision, read_lock(lock_path), log=lambda line: print(line, file=sys.stderr)))
-    print(f"wrote {lock_path}")
+        from loramerge.repro.cli import lock
+    except ModuleNotFoundError as error:
+        if (error.name or "").startswith("loramerge"):
+            raise
+        raise LoramergeError(
+            f"`loramerge lock` is part of the reproduction package, which needs {error.name!r}: "
+            "pip install 'loramerge[repro]'"
+        ) from error
+    lock(args.config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import torch
 from safetensors.torch import load_file
@@ -99,3 +100,18 @@ def test_hybrid_branch_parameters_and_overwrite(adapter_dirs, tmp_path):
     assert main([*base, "--alpha", "auto-energy", "--overwrite"]) == 0
     assert json.loads((out / "merge.json").read_text())["method"]["alpha"] == "auto-energy"
     assert sorted(p.name for p in out.parent.iterdir()) == ["hybrid"]  # no staging folder left behind
+
+
+def test_lock_runs_the_reproduction_package_command(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("suite: demo\n")
+    assert main(["lock", "--config", str(config)]) == 2
+    assert f"{config}: not a paper-suite config with a 'vision' section" in capsys.readouterr().err
+
+
+def test_lock_without_the_repro_dependencies_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.delitem(sys.modules, "loramerge.repro.cli", raising=False)
+    monkeypatch.setitem(sys.modules, "yaml", None)  # `import yaml` now fails as if PyYAML were not installed
+    assert main(["lock", "--config", str(tmp_path / "config.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "needs 'yaml'" in err and "pip install 'loramerge[repro]'" in err
