@@ -15,19 +15,9 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/common.smk"
-
-
-# The demo makes its data and adapters; the paper suites download theirs at locked commits.
-if DEMO:
-
-    include: "workflow/data.smk"
-    include: "workflow/adapters.smk"
-
-else:
-
-    include: "workflow/hub.smk"
-
-
+# The suite's kind brings the rules that make its backbone, adapters, data and heads (the demo trains them, the CLIP
+# suites download them at locked commits); every stage after them is shared.
+include: SUITE_SPEC.input_rules
 include: "workflow/decompose.smk"
 include: "workflow/merge.smk"
 include: "workflow/evaluate.smk"

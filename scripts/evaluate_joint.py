@@ -1,15 +1,17 @@
 from itertools import product
 from pathlib import Path
 
+from loramerge.apply import load_update
 from loramerge.atomic import write_json
 from loramerge.repro.jobs import job_log, pick_device
 from loramerge.repro.splits import load_split
-from loramerge.repro.suites.clip.evaluate import EvalTask, evaluate_joint
-from loramerge.repro.suites.clip.model import load_backbone, load_update
+from loramerge.repro.suites.base import suite_class
 from loramerge.repro.suites.clip.zeroshot import load_joint_head
+from loramerge.repro.suites.evaluation import EvalTask, evaluate_joint
 
 params = snakemake.params
 with job_log(snakemake.log[0], params.threads) as log:
+    suite = suite_class(params.kind)
     device = pick_device(params.device, log)
     head, local_to_joint = load_joint_head(snakemake.input.joint_head, params.tasks)
     tasks, joint_labels = [], []
@@ -17,12 +19,13 @@ with job_log(snakemake.log[0], params.threads) as log:
         images, labels, _ = load_split(path)
         tasks.append(EvalTask(task, split, images, labels, head))
         joint_labels.append(local_to_joint[task][labels])
-    model = load_backbone(snakemake.input.backbone, device)
+    model = suite.load_backbone(snakemake.input.backbone, device)
     out = Path(snakemake.output[0])
     for (name, point), merged in zip(params.points.items(), snakemake.input.merged, strict=True):
         log.info("joint evaluation of %s", merged)
         update = load_update(merged)
+        lambdas, ks = params.lambdas, params.ks
         records = evaluate_joint(
-            model, tasks, joint_labels, params.lambdas, params.ks, update, params.batch_size, device, progress=True
+            suite, model, tasks, joint_labels, lambdas, ks, update, params.batch_size, device, progress=True
         )
         write_json(out / f"{name}.json", {"method": snakemake.wildcards.method, "point": point, "records": records})

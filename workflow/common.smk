@@ -1,23 +1,22 @@
 # Config validation, the experiment plan and path helpers. No rules here.
 
-import os
-
 from snakemake.utils import validate
 
 from loramerge.errors import LoramergeError
-from loramerge.repro.plan import build_plan, check_suite, code_hash, derive_seed, finetune_settings
+from loramerge.repro.jobs import gather_files
+from loramerge.repro.plan import build_plan, code_hash, derive_seed
+from loramerge.repro.suites.base import load_suite
 
 validate(config, schema="schemas/config.schema.yaml")
 try:
-    check_suite(config)
+    # The one suite dispatch: the config's `kind` picks the suite, which checks its section and names its input rules.
+    SUITE_SPEC = load_suite(config)
     PLANS = build_plan(config)
 except LoramergeError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
-SUITE = config["suite"]
-DEMO = SUITE == "demo"
-VISION = None if DEMO else config["vision"]
-TASKS = list(config["demo"]["tasks"] if DEMO else VISION["tasks"])
+SUITE = SUITE_SPEC.name
+TASKS = SUITE_SPEC.tasks
 SPLITS = ["train", "val", "test"]
 EVAL_SPLITS = ["val", "test"]
 LIBRARY = f"{workflow.basedir}/src/loramerge"
@@ -60,6 +59,8 @@ CODE = {
     "report": code_hash([f"{LIBRARY}/repro/report"]),
 }
 DEVICE_GPUS = 1 if config["device"] == "cuda" else 0
+# Merged points per evaluation job (null: all points of a method in one job; each job loads the model once).
+POINTS_PER_JOB = config["evaluate"]["points_per_job"]
 
 
 wildcard_constraints:
@@ -68,6 +69,8 @@ wildcard_constraints:
     split="|".join(SPLITS),
     method="|".join(PLANS),
     point=r"[A-Za-z0-9_.~\-]+",
+    part=r"part\d+",
+    evaluation="eval|joint",
 
 
 def adapter_dirs(wildcards):
@@ -102,12 +105,35 @@ def merge_inputs(wildcards):
     return inputs
 
 
-def method_merges(wildcards):
+def eval_parts(method):
+    """Part name -> the names of the points one evaluation job of `method` evaluates, in plan order."""
+    names = list(PLANS[method].points)
+    size = POINTS_PER_JOB or len(names)
+    return {f"part{k // size}": names[k : k + size] for k in range(0, len(names), size)}
+
+
+def part_points(wildcards):
+    """The points (name -> parameters) of one evaluation job."""
+    points = PLANS[wildcards.method].points
+    return {name: points[name] for name in eval_parts(wildcards.method)[wildcards.part]}
+
+
+def part_merges(wildcards):
     return expand(
         "results/{suite}/merged/{method}/{point}",
         suite=wildcards.suite,
         method=wildcards.method,
-        point=PLANS[wildcards.method].points,
+        point=eval_parts(wildcards.method)[wildcards.part],
+    )
+
+
+def evaluation_parts(wildcards):
+    return expand(
+        "results/{suite}/{evaluation}_parts/{method}/{part}",
+        suite=wildcards.suite,
+        evaluation=wildcards.evaluation,
+        method=wildcards.method,
+        part=eval_parts(wildcards.method),
     )
 
 
@@ -124,35 +150,5 @@ def searches(wildcards):
 
 
 def published_finetuned():
-    """Task -> the fine-tuned test accuracy (%) the KnOTS authors published; empty for the demo."""
-    if DEMO:
-        return {}
-    return {task: spec["finetuned_published"] for task, spec in VISION["tasks"].items()}
-
-
-def permutation_url(task):
-    permutations = VISION["permutations"]
-    return permutations["url"].format(
-        revision=permutations["revision"], file=VISION["tasks"][task]["permutation"]
-    )
-
-
-def lock_file(wildcards):
-    """The lock as an input once it exists, so that relocking reruns the downloads; before that, the download jobs
-    stop with a message saying how to create it (and a dry run still shows the whole DAG).
-    """
-    return [VISION["lock"]] if os.path.exists(VISION["lock"]) else []
-
-
-def dataset_inputs(wildcards):
-    spec = VISION["tasks"][wildcards.task]
-    inputs = {
-        "lock": lock_file(wildcards),
-        "backbone": f"resources/{wildcards.suite}/backbone",
-        "classnames": spec["classnames"],
-    }
-    if spec["split"] == "permutation":
-        inputs["permutation"] = (
-            f"resources/{wildcards.suite}/data/{wildcards.task}/permutation.safetensors"
-        )
-    return inputs
+    """Task -> the fine-tuned test accuracy (%) the adapters' authors published; empty for the demo."""
+    return SUITE_SPEC.published_finetuned()

@@ -1,6 +1,8 @@
 # Evaluation: each fine-tuned adapter alone (the normalisation base), and every merged model on every task's
-# validation and test split with that task's head, at every λ of the method's search. One job evaluates all merges of
-# a method (one JSON per merge): start-up (importing torch and transformers, ~4 s) would otherwise dominate the demo.
+# validation and test split with that task's head, at every λ of the method's search. One job evaluates a chunk of a
+# method's merges (`evaluate.points_per_job`; one JSON per merge) with one model load, since start-up (importing
+# torch and transformers, loading the backbone) would otherwise dominate; the chunks are then gathered per method.
+# The suite's kind (a param) says how its backbone loads and encodes.
 
 
 rule evaluate_finetuned:
@@ -22,6 +24,7 @@ rule evaluate_finetuned:
     resources:
         gpu=DEVICE_GPUS,
     params:
+        kind=SUITE_SPEC.kind,
         batch_size=config["evaluate"]["batch_size"],
         threads=config["evaluate"]["threads"],
         device=config["device"],
@@ -33,22 +36,23 @@ rule evaluate_finetuned:
 rule evaluate_merged:
     input:
         backbone="resources/{suite}/backbone",
-        merged=method_merges,
+        merged=part_merges,
         heads=head_files,
         data=eval_data,
     output:
-        directory("results/{suite}/eval/{method}"),
+        directory("results/{suite}/eval_parts/{method}/{part}"),
     log:
-        "logs/{suite}/evaluate_merged/{method}.log",
+        "logs/{suite}/evaluate_merged/{method}.{part}.log",
     benchmark:
-        "results/{suite}/benchmarks/evaluate_merged/{method}.tsv"
+        "results/{suite}/benchmarks/evaluate_merged/{method}.{part}.tsv"
     conda:
         "../envs/gpu.yaml"
     threads: config["evaluate"]["threads"]
     resources:
         gpu=DEVICE_GPUS,
     params:
-        points=lambda wildcards: PLANS[wildcards.method].points,
+        kind=SUITE_SPEC.kind,
+        points=part_points,
         lambdas=lambda wildcards: PLANS[wildcards.method].lambdas,
         tasks=TASKS,
         splits=EVAL_SPLITS,
@@ -71,7 +75,7 @@ rule joint_head:
         "../envs/gpu.yaml"
     params:
         tasks=TASKS,
-        shared={} if DEMO else VISION["joint_shared"],
+        shared=SUITE_SPEC.joint_shared(),
         code=CODE["vision"],
     script:
         "../scripts/joint_head.py"
@@ -80,22 +84,23 @@ rule joint_head:
 rule evaluate_joint:
     input:
         backbone="resources/{suite}/backbone",
-        merged=method_merges,
+        merged=part_merges,
         joint_head="resources/{suite}/heads/joint.safetensors",
         data=eval_data,
     output:
-        directory("results/{suite}/joint/{method}"),
+        directory("results/{suite}/joint_parts/{method}/{part}"),
     log:
-        "logs/{suite}/evaluate_joint/{method}.log",
+        "logs/{suite}/evaluate_joint/{method}.{part}.log",
     benchmark:
-        "results/{suite}/benchmarks/evaluate_joint/{method}.tsv"
+        "results/{suite}/benchmarks/evaluate_joint/{method}.{part}.tsv"
     conda:
         "../envs/gpu.yaml"
     threads: config["evaluate"]["threads"]
     resources:
         gpu=DEVICE_GPUS,
     params:
-        points=lambda wildcards: PLANS[wildcards.method].points,
+        kind=SUITE_SPEC.kind,
+        points=part_points,
         lambdas=lambda wildcards: PLANS[wildcards.method].lambdas,
         tasks=TASKS,
         splits=EVAL_SPLITS,
@@ -106,3 +111,15 @@ rule evaluate_joint:
         code=CODE["vision"],
     script:
         "../scripts/evaluate_joint.py"
+
+
+rule gather_evaluations:
+    input:
+        evaluation_parts,
+    output:
+        directory("results/{suite}/{evaluation}/{method}"),
+    log:
+        "logs/{suite}/gather_evaluations/{evaluation}/{method}.log",
+    localrule: True
+    run:
+        gather_files(input, output[0])

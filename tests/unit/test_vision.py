@@ -13,23 +13,24 @@ from peft import PeftModel
 from safetensors.torch import save_file
 
 from loramerge.adapters import load_adapter
+from loramerge.apply import UpdateError, apply_update, load_update, updated
 from loramerge.errors import AdapterError, LoramergeError
 from loramerge.repro.heads import HEAD_FILE, load_head
 from loramerge.repro.splits import DataError, load_split, save_split
-from loramerge.repro.suites.clip.evaluate import EvalTask, count_correct, evaluate, evaluate_adapter
 from loramerge.repro.suites.clip.model import (
     ModelError,
-    apply_update,
     build_backbone,
     encode,
     load_backbone,
-    load_update,
     preprocess,
     save_backbone,
-    updated,
 )
 from loramerge.repro.suites.demo_vision.data import TASK_SOURCES, digits_split_indices, make_pretrain_mixture, make_task
-from loramerge.repro.suites.demo_vision.train import finetune_lora, pretrain, save_task_adapter
+from loramerge.repro.suites.demo_vision.suite import DemoVisionSuite
+from loramerge.repro.suites.demo_vision.train import evaluate_adapter, finetune_lora, pretrain, save_task_adapter
+from loramerge.repro.suites.evaluation import EvalTask, count_correct, evaluate
+
+PREFIXES = DemoVisionSuite.module_prefixes
 
 IMAGE_SIZE = 16
 TINY = {
@@ -209,10 +210,10 @@ def test_task_adapter_loads_with_loramerge_and_peft(adapter_folder: Path, backbo
     model = load_backbone(backbone_folder)
     original = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     update = load_update(adapter_folder)
-    with updated(model, update, 1.0):
+    with updated(model, update, 1.0, PREFIXES):
         torch.testing.assert_close(encode(model, images), expected, atol=1e-5, rtol=1e-4)
     assert all(torch.equal(original[name], tensor) for name, tensor in model.state_dict().items())
-    apply_update(model, update, 1.0)
+    apply_update(model, update, 1.0, PREFIXES)
     torch.testing.assert_close(encode(model, images), expected, atol=1e-5, rtol=1e-4)
 
 
@@ -228,13 +229,13 @@ def test_dense_delta_folders_and_bad_updates(tmp_path: Path, backbone_folder: Pa
     model = load_backbone(backbone_folder)
     weight = model.get_submodule(module).weight
     before = weight.clone()
-    apply_update(model, update, 0.5)
+    apply_update(model, update, 0.5, PREFIXES)
     torch.testing.assert_close(weight, before + 0.5 * delta)
-    with pytest.raises(ModelError, match=r"encoder\.layers\.7\.self_attn\.q_proj"):
-        apply_update(model, {"vision_model.encoder.layers.7.self_attn.q_proj": delta}, 1.0)
-    with pytest.raises(ModelError, match=re.escape(f"{module}: update has shape")):
-        apply_update(model, {module: delta[:, :3]}, 1.0)
-    with pytest.raises(ModelError, match="neither a peft adapter"):
+    with pytest.raises(UpdateError, match=r"encoder\.layers\.7\.self_attn\.q_proj"):
+        apply_update(model, {"vision_model.encoder.layers.7.self_attn.q_proj": delta}, 1.0, PREFIXES)
+    with pytest.raises(UpdateError, match=re.escape(f"{module}: update has shape")):
+        apply_update(model, {module: delta[:, :3]}, 1.0, PREFIXES)
+    with pytest.raises(UpdateError, match="neither a peft adapter"):
         load_update(tmp_path)
     (folder / "delta.safetensors").write_bytes(b"\x00" * 5)
     with pytest.raises(AdapterError, match=r"delta\.safetensors: unreadable"):
@@ -261,12 +262,12 @@ def test_evaluate_sweeps_scales_and_restores_weights(adapter_folder: Path, backb
     ]
     model = load_backbone(backbone_folder)
     original = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    records = evaluate(model, tasks, [0.0, 0.5, 1.0], load_update(adapter_folder))
+    records = evaluate(DemoVisionSuite, model, tasks, [0.0, 0.5, 1.0], load_update(adapter_folder))
     assert [(r["lam"], r["task"]) for r in records] == [
         (lam, t) for lam in (0.0, 0.5, 1.0) for t in ("textures", "half")
     ]
     assert all(torch.equal(original[name], tensor) for name, tensor in model.state_dict().items())
-    base = evaluate(model, tasks, [0.0], None)
+    base = evaluate(DemoVisionSuite, model, tasks, [0.0], None)
     assert [r["correct"] for r in base] == [r["correct"] for r in records[:2]]
     assert records[0]["total"] == 24 and records[0]["accuracy"] == records[0]["correct"] / 24
     single = evaluate_adapter(backbone_folder, adapter_folder, "textures", "test", images, labels)

@@ -175,63 +175,6 @@ def build_plan(config: Mapping[str, Any]) -> dict[str, MethodPlan]:
     return {name: _method_plan(name, spec, merge["lambdas"], methods) for name, spec in methods.items()}
 
 
-def check_suite(config: Mapping[str, Any]) -> None:
-    """Relations inside the suite's section that the schema cannot express."""
-    section = "demo" if config["suite"] == "demo" else "vision"
-    joint = config["evaluate"]["joint"]
-    if joint and joint["select_k"] not in joint["ks"]:
-        raise ConfigError("evaluate.joint.select_k", f"must be one of evaluate.joint.ks {joint['ks']}")
-    if section not in config:
-        raise ConfigError(section, f"suite '{config['suite']}' needs a '{section}' section")
-    if section == "vision":
-        _check_vision(config)
-    else:
-        _check_demo(config)
-
-
-def _check_vision(config: Mapping[str, Any]) -> None:
-    vision = config["vision"]
-    for task, spec in vision["tasks"].items():
-        key = f"vision.tasks.{task}"
-        if spec["split"] == "permutation" and "permutation" not in spec:
-            raise ConfigError(f"{key}.permutation", "a permutation split needs the KnOTS permutation file name")
-        needed = {"permutation": {"test"}, "official": {"val", "test"}, "train_holdout": {"train", "test"}}[
-            spec["split"]
-        ]
-        if set(spec["dataset"]["files"]) != needed:
-            raise ConfigError(
-                f"{key}.dataset.files", f"a {spec['split']} split reads exactly the splits {sorted(needed)}"
-            )
-    for task, owner in vision["joint_shared"].items():
-        if task not in vision["tasks"] or owner not in vision["tasks"]:
-            raise ConfigError(f"vision.joint_shared.{task}", f"'{task}' and '{owner}' must both be tasks")
-    if config["evaluate"]["normalize_by"] == "published" and any(
-        spec.get("finetuned_published") is None for spec in vision["tasks"].values()
-    ):
-        raise ConfigError("evaluate.normalize_by", "'published' needs vision.tasks.*.finetuned_published")
-
-
-def _check_demo(config: Mapping[str, Any]) -> None:
-    demo = config["demo"]
-    if config["evaluate"]["normalize_by"] == "published":
-        raise ConfigError("evaluate.normalize_by", "the demo has no published fine-tuned accuracies; use 'measured'")
-    for task in demo["finetune"]["per_task"]:
-        if task not in demo["tasks"]:
-            raise ConfigError(f"demo.finetune.per_task.{task}", f"'{task}' is not one of demo.tasks")
-    backbone = demo["backbone"]
-    if demo["image_size"] % backbone["patch_size"]:
-        raise ConfigError("demo.backbone.patch_size", f"must divide demo.image_size ({demo['image_size']})")
-    if backbone["hidden_size"] % backbone["num_attention_heads"]:
-        raise ConfigError("demo.backbone.num_attention_heads", "must divide demo.backbone.hidden_size")
-
-
-def finetune_settings(config: Mapping[str, Any], task: str) -> dict[str, Any]:
-    """One task's LoRA training settings: the shared ones with that task's overrides applied."""
-    finetune = config["demo"]["finetune"]
-    shared = {key: value for key, value in finetune.items() if key != "per_task"}
-    return {**shared, **finetune["per_task"].get(task, {})}
-
-
 def derive_seed(root: int, *tags: str) -> int:
     """A seed for one random stream (e.g. `derive_seed(0, "data", "digits")`), independent of every other stream."""
     digest = hashlib.sha256(json.dumps([root, *tags]).encode()).digest()

@@ -1,21 +1,18 @@
-"""A tiny CLIP-style vision transformer, image encoding, and dense weight updates applied to it in place."""
+"""The CLIP vision tower every vision suite runs (a tiny one built here for the demo, a converted hub one for the
+paper suites): building, saving, loading, and encoding uint8 images into L2-normalised projected embeddings."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tqdm import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from loramerge.adapters import CONFIG_FILE as ADAPTER_CONFIG_FILE
-from loramerge.adapters import load_adapter
-from loramerge.errors import AdapterError, SubjectError
-from loramerge.io import DELTA_FILE, atomic_directory
+from loramerge.errors import SubjectError
+from loramerge.io import atomic_directory
 
 # A CLIP-shaped model small enough to pretrain in seconds on two CPU cores.
 DEFAULT_BACKBONE_CONFIG: dict[str, int] = {
@@ -35,7 +32,7 @@ BACKBONE_CONFIG = "config.json"
 
 
 class ModelError(SubjectError):
-    """A backbone folder, weight update or module that cannot be used; the message starts with its path or name."""
+    """A backbone folder or input that cannot be used; the message starts with its path or name."""
 
 
 def build_backbone(config: Mapping[str, int] | None = None, seed: int = 0) -> CLIPVisionModelWithProjection:
@@ -113,89 +110,3 @@ def encode(
     if not chunks:
         return torch.zeros(0, model.config.projection_dim)
     return torch.cat(chunks)
-
-
-# --------------------------------------------------------------------------------------------- weight updates
-
-
-def load_update(folder: str | Path) -> dict[str, torch.Tensor]:
-    """Canonical module path -> dense float32 ΔW (O × I) of a peft adapter folder or a `delta.safetensors` folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelError(folder, "update folder does not exist")
-    has_adapter, has_delta = (folder / ADAPTER_CONFIG_FILE).is_file(), (folder / DELTA_FILE).is_file()
-    if has_adapter and has_delta:
-        raise ModelError(folder, f"holds both {ADAPTER_CONFIG_FILE} and {DELTA_FILE}; which update is meant?")
-    if has_adapter:
-        adapter = load_adapter(folder)
-        return {module: lora.delta() for module, lora in adapter.modules.items()}
-    if not has_delta:
-        raise ModelError(folder, f"neither a peft adapter ({ADAPTER_CONFIG_FILE}) nor a dense update ({DELTA_FILE})")
-    path = folder / DELTA_FILE
-    try:
-        tensors = load_file(path, device="cpu")
-    except Exception as error:  # safetensors raises several private error types on corrupt files
-        raise AdapterError(path, f"unreadable safetensors file: {error}") from error
-    update = {}
-    for key, tensor in sorted(tensors.items()):
-        if not key.endswith(".weight"):
-            raise AdapterError(path, f"tensor {key!r} is not named <module path>.weight")
-        if tensor.ndim != 2 or not tensor.is_floating_point():
-            raise AdapterError(
-                path, f"tensor {key!r} must be a 2-D float matrix, got {tensor.dtype} {tuple(tensor.shape)}"
-            )
-        if not torch.isfinite(tensor).all():
-            raise AdapterError(path, f"tensor {key!r} holds NaN or Inf")
-        update[key.removesuffix(".weight")] = tensor.float()
-    if not update:
-        raise AdapterError(path, "no tensors")
-    return update
-
-
-def _linear(model: torch.nn.Module, module_path: str) -> torch.nn.Linear:
-    # Adapters trained on a bare CLIPVisionTransformer name modules without the `vision_model.` root.
-    for candidate in (module_path, f"vision_model.{module_path}"):
-        try:
-            module = model.get_submodule(candidate)
-        except AttributeError:
-            continue
-        if not isinstance(module, torch.nn.Linear):
-            raise ModelError(module_path, f"is a {type(module).__name__}, not a linear layer")
-        return module
-    raise ModelError(module_path, f"no such module in the {type(model).__name__}")
-
-
-def _resolve(model: torch.nn.Module, update: Mapping[str, torch.Tensor]) -> dict[str, torch.nn.Linear]:
-    """Every module the update touches, checked before any weight changes."""
-    layers = {}
-    for module_path, delta in update.items():
-        layer = _linear(model, module_path)
-        if tuple(delta.shape) != tuple(layer.weight.shape):
-            raise ModelError(
-                module_path, f"update has shape {tuple(delta.shape)} but the weight is {tuple(layer.weight.shape)}"
-            )
-        layers[module_path] = layer
-    return layers
-
-
-def apply_update(model: torch.nn.Module, update: Mapping[str, torch.Tensor], scale: float = 1.0) -> None:
-    """W += scale · ΔW in place for every module of the update (canonical module paths)."""
-    layers = _resolve(model, update)
-    with torch.no_grad():
-        for module_path, layer in layers.items():
-            weight = layer.weight
-            weight.add_(update[module_path].to(device=weight.device, dtype=weight.dtype), alpha=scale)
-
-
-@contextlib.contextmanager
-def updated(model: torch.nn.Module, update: Mapping[str, torch.Tensor], scale: float = 1.0) -> Iterator[None]:
-    """The model with W + scale · ΔW inside the block; the touched weights are restored exactly afterwards."""
-    layers = _resolve(model, update)
-    saved = {module_path: layer.weight.detach().clone() for module_path, layer in layers.items()}
-    try:
-        apply_update(model, update, scale)
-        yield
-    finally:
-        with torch.no_grad():
-            for module_path, layer in layers.items():
-                layer.weight.copy_(saved[module_path])

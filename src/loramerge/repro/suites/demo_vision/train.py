@@ -15,10 +15,13 @@ import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm import tqdm
 
+from loramerge.apply import load_update
 from loramerge.io import atomic_directory
-from loramerge.repro.heads import HEAD_FILE, save_head
+from loramerge.repro.heads import HEAD_FILE, load_head, save_head
 from loramerge.repro.splits import DataError
 from loramerge.repro.suites.clip.model import image_features, load_backbone, preprocess
+from loramerge.repro.suites.demo_vision.suite import DemoVisionSuite
+from loramerge.repro.suites.evaluation import EvalTask, evaluate
 
 TEMPERATURE = 20.0
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -234,3 +237,24 @@ def save_task_adapter(
         # peft's model card records library versions and the local base-model path; it adds nothing to load.
         (staging / "README.md").unlink(missing_ok=True)
         save_head(staging / HEAD_FILE, head, class_names, metadata)
+
+
+def evaluate_adapter(
+    backbone_folder: str | Path,
+    adapter_folder: str | Path,
+    task: str,
+    split: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Accuracy of one trained adapter on its own task: backbone + its ΔW at scale 1, with the head saved beside it."""
+    head, class_names = load_head(Path(adapter_folder) / HEAD_FILE)
+    if len(labels) and int(labels.max()) >= len(class_names):
+        raise DataError(adapter_folder, f"the head has {len(class_names)} classes but a label is {int(labels.max())}")
+    model = load_backbone(backbone_folder, device)
+    eval_task = EvalTask(task, split, images, labels, head)
+    update = load_update(adapter_folder)
+    return evaluate(DemoVisionSuite, model, [eval_task], [1.0], update, batch_size, device, progress)[0]

@@ -1,16 +1,23 @@
-"""Accuracy of a backbone plus a scaled weight update on tasks with fixed cosine heads."""
+"""Accuracy (and joint Hits@k) of a backbone plus a scaled weight update on tasks with fixed heads, for any suite.
+
+The suite says how to encode a batch into the features a head scores and where an update's modules live in its
+backbone; this loop applies each λ in place (`loramerge.apply.updated`) and restores the weights, so one loaded
+model serves every merge and λ of a job.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from loramerge.repro.heads import HEAD_FILE, load_head
+from loramerge.apply import updated
 from loramerge.repro.splits import DataError
-from loramerge.repro.suites.clip.model import encode, load_backbone, load_update, updated
+
+if TYPE_CHECKING:
+    from loramerge.repro.suites.base import Suite
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ def _records(lam: float, tasks: Sequence[EvalTask], features: Sequence[torch.Ten
 
 
 def _features_per_scale(
+    suite: type[Suite] | Suite,
     model: torch.nn.Module,
     tasks: Sequence[EvalTask],
     scales: Sequence[float],
@@ -61,19 +69,20 @@ def _features_per_scale(
     model.to(device)
 
     def encode_all() -> list[torch.Tensor]:
-        return [encode(model, task.images, batch_size, device, progress, fp16) for task in tasks]
+        return [suite.encode(model, task.images, batch_size, device, progress, fp16) for task in tasks]
 
     if update is None:
         features = encode_all()
         yield from ((lam, features) for lam in scales)
         return
     for lam in scales:
-        with updated(model, update, lam):
+        with updated(model, update, lam, suite.module_prefixes):
             features = encode_all()
         yield lam, features
 
 
 def evaluate(
+    suite: type[Suite] | Suite,
     model: torch.nn.Module,
     tasks: Sequence[EvalTask],
     scales: Sequence[float],
@@ -84,7 +93,7 @@ def evaluate(
 ) -> list[dict]:
     """One record per (scale, task): accuracy of W + scale · ΔW with the task's own head (fp16 autocast on CUDA, as
     KnOTS evaluates per task); weights are restored afterwards."""
-    per_scale = _features_per_scale(model, tasks, scales, update, batch_size, device, progress, fp16=True)
+    per_scale = _features_per_scale(suite, model, tasks, scales, update, batch_size, device, progress, fp16=True)
     return [record for lam, features in per_scale for record in _records(lam, tasks, features)]
 
 
@@ -99,6 +108,7 @@ def count_hits(features: torch.Tensor, head: torch.Tensor, labels: torch.Tensor,
 
 
 def evaluate_joint(
+    suite: type[Suite] | Suite,
     model: torch.nn.Module,
     tasks: Sequence[EvalTask],
     joint_labels: Sequence[torch.Tensor],
@@ -112,7 +122,7 @@ def evaluate_joint(
     """One record per (scale, task) with Hits@k counts against the one joint head every task shares (`task.head`),
     labels mapped into the joint label space; fp32 throughout, as KnOTS evaluates the joint setting."""
     records = []
-    per_scale = _features_per_scale(model, tasks, scales, update, batch_size, device, progress, fp16=False)
+    per_scale = _features_per_scale(suite, model, tasks, scales, update, batch_size, device, progress, fp16=False)
     for lam, features in per_scale:
         for task, labels, task_features in zip(tasks, joint_labels, features, strict=True):
             hits = count_hits(task_features, task.head, labels, ks)
@@ -120,23 +130,3 @@ def evaluate_joint(
                 {"lam": float(lam), "task": task.name, "split": task.split, "total": len(labels), "hits": hits}
             )
     return records
-
-
-def evaluate_adapter(
-    backbone_folder: str | Path,
-    adapter_folder: str | Path,
-    task: str,
-    split: str,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> dict:
-    """Accuracy of one fine-tuned adapter on its own task: backbone + its ΔW at scale 1, with its saved head."""
-    head, class_names = load_head(Path(adapter_folder) / HEAD_FILE)
-    if len(labels) and int(labels.max()) >= len(class_names):
-        raise DataError(adapter_folder, f"the head has {len(class_names)} classes but a label is {int(labels.max())}")
-    model = load_backbone(backbone_folder, device)
-    eval_task = EvalTask(task, split, images, labels, head)
-    return evaluate(model, [eval_task], [1.0], load_update(adapter_folder), batch_size, device, progress)[0]

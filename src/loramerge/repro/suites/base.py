@@ -1,0 +1,132 @@
+"""The Suite interface: everything the workflow needs to know about one family of suites, and the registry by `kind`.
+
+A suite is chosen by the config's `kind` (`demo_vision`, `clip`); its own settings live in one config section
+(`demo`, `vision`). It knows
+- its tasks, the relations in its section that the schema cannot check, and its published fine-tuned accuracies;
+- which input rules (`workflow/inputs/<kind>.smk`) obtain the backbone and the adapters (hub at a locked commit, or
+  trained for a demo), prepare each task's splits once and make each task's head. Those rules must produce, for the
+  shared stages after them: `resources/<suite>/backbone`, `resources/<suite>/adapters/<task>`,
+  `resources/<suite>/heads/<task>.safetensors` and `resources/<suite>/data/<task>/{val,test}.safetensors`;
+- how to load the backbone and compute the features that a task's head scores, for a batch of inputs, and under which
+  module-path prefixes an adapter's modules are found in the loaded backbone;
+- which classes are masked per task, and which batches feed statistics (for the data-using merges, not built yet).
+Everything after the adapters (decompose, merge, evaluate, search, analysis, report) is shared and knows no suite.
+
+This module and every suite's class are torch-free: the workflow builds its DAG from them at every invocation. The
+runtime methods import torch themselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from loramerge.repro.plan import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+# kind -> "module:class"; imported on demand so that choosing one suite never imports another.
+SUITE_KINDS: dict[str, str] = {
+    "demo_vision": "loramerge.repro.suites.demo_vision.suite:DemoVisionSuite",
+    "clip": "loramerge.repro.suites.clip.suite:ClipSuite",
+}
+
+
+class Suite(ABC):
+    """One suite: a config's `suite` name (its results folder), its `kind` and its settings section."""
+
+    kind: ClassVar[str]
+    section: ClassVar[str]  # the config section holding this kind's settings
+    module_prefixes: ClassVar[tuple[str, ...]] = ("",)
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        if self.section not in config:
+            raise ConfigError(self.section, f"a suite of kind '{self.kind}' needs a '{self.section}' section")
+        self.config = config
+        self.name: str = config["suite"]
+        self.settings: Mapping[str, Any] = config[self.section]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.settings["tasks"])
+
+    @property
+    def input_rules(self) -> str:
+        """The rules that make this kind's backbone, adapters, data and heads, relative to the Snakefile."""
+        return f"workflow/inputs/{self.kind}.smk"
+
+    def check(self) -> None:
+        """Relations the schema cannot express; raises ConfigError naming the key."""
+        joint = self.config["evaluate"]["joint"]
+        if joint and joint["select_k"] not in joint["ks"]:
+            raise ConfigError("evaluate.joint.select_k", f"must be one of evaluate.joint.ks {joint['ks']}")
+        if self.config["evaluate"]["normalize_by"] == "published" and not self.has_published_finetuned():
+            raise ConfigError("evaluate.normalize_by", f"'published' needs {self.published_key()}; use 'measured'")
+        self.check_section()
+
+    @abstractmethod
+    def check_section(self) -> None:
+        """Relations inside this kind's own section."""
+
+    def published_finetuned(self) -> dict[str, float]:
+        """Task -> the fine-tuned test accuracy (%) the adapters' authors published; empty when there are none."""
+        return {}
+
+    def has_published_finetuned(self) -> bool:
+        published = self.published_finetuned()
+        return bool(published) and all(published.get(task) is not None for task in self.tasks)
+
+    def published_key(self) -> str:
+        """The config key that holds the published accuracies (for error messages)."""
+        return "published fine-tuned accuracies, which this suite does not have"
+
+    def joint_shared(self) -> dict[str, str]:
+        """Task -> the task whose rows of the joint head it reuses (identical label sets); none by default."""
+        return {}
+
+    def masked_classes(self, task: str) -> list[int]:
+        """Classes whose logits are set to −inf for `task` (none for the vision suites)."""
+        return []
+
+    def statistics_batches(self, task: str, split: str) -> Any:
+        """The batches that feed per-task statistics (Gram, Fisher) for the data-using merges; not built yet."""
+        raise NotImplementedError(f"suite kind '{self.kind}' does not collect statistics yet")
+
+    # --- runtime (imports torch): the scripts ask for these by kind, with no config at hand ---------------------
+
+    @classmethod
+    @abstractmethod
+    def load_backbone(cls, folder: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The backbone the input rules wrote, in eval mode on `device`."""
+
+    @classmethod
+    @abstractmethod
+    def encode(
+        cls,
+        model: torch.nn.Module,
+        inputs: torch.Tensor,
+        batch_size: int,
+        device: str | torch.device,
+        progress: bool = False,
+        fp16: bool = True,
+    ) -> torch.Tensor:
+        """Features (N × D, float32, CPU) that a task head (C × D) scores by `features @ head.T`."""
+
+
+def suite_class(kind: str) -> type[Suite]:
+    """The Suite subclass registered for `kind`."""
+    if kind not in SUITE_KINDS:
+        raise ConfigError("kind", f"unknown suite kind {kind!r}; known: {sorted(SUITE_KINDS)}")
+    module_name, class_name = SUITE_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_suite(config: Mapping[str, Any]) -> Suite:
+    """The suite a workflow config describes, its section checked; raises ConfigError."""
+    suite = suite_class(config["kind"])(config)
+    suite.check()
+    return suite

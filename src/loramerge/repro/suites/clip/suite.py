@@ -1,0 +1,84 @@
+"""CLIP suites (kind `clip`): the KnOTS ViT adapters on a CLIP vision tower, downloaded at locked hub commits, KnOTS
+splits prepared once as uint8 crops, zero-shot text heads. ViT-B/32 and ViT-L/14 are two configs of this kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loramerge.repro.plan import ConfigError
+from loramerge.repro.suites.base import Suite
+
+if TYPE_CHECKING:
+    import torch
+
+# The data files each split protocol reads (permutation: the test split's head is validation).
+_SPLIT_FILES = {"permutation": {"test"}, "official": {"val", "test"}, "train_holdout": {"train", "test"}}
+
+
+class ClipVisionModel:
+    """The runtime every CLIP-shaped suite shares: a `CLIPVisionModelWithProjection` whose L2-normalised image
+    embeddings a cosine head scores. Adapters trained on the bare vision tower name modules without `vision_model.`."""
+
+    module_prefixes: tuple[str, ...] = ("", "vision_model.")
+
+    @classmethod
+    def load_backbone(cls, folder: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+        from loramerge.repro.suites.clip.model import load_backbone
+
+        return load_backbone(folder, device)
+
+    @classmethod
+    def encode(
+        cls,
+        model: torch.nn.Module,
+        inputs: torch.Tensor,
+        batch_size: int,
+        device: str | torch.device,
+        progress: bool = False,
+        fp16: bool = True,
+    ) -> torch.Tensor:
+        from loramerge.repro.suites.clip.model import encode
+
+        return encode(model, inputs, batch_size, device, progress, fp16)
+
+
+class ClipSuite(ClipVisionModel, Suite):
+    kind = "clip"
+    section = "vision"
+
+    def check_section(self) -> None:
+        vision = self.settings
+        for task, spec in vision["tasks"].items():
+            key = f"vision.tasks.{task}"
+            if spec["split"] == "permutation" and "permutation" not in spec:
+                raise ConfigError(f"{key}.permutation", "a permutation split needs the KnOTS permutation file name")
+            needed = _SPLIT_FILES[spec["split"]]
+            if set(spec["dataset"]["files"]) != needed:
+                raise ConfigError(
+                    f"{key}.dataset.files", f"a {spec['split']} split reads exactly the splits {sorted(needed)}"
+                )
+        for task, owner in vision["joint_shared"].items():
+            if task not in vision["tasks"] or owner not in vision["tasks"]:
+                raise ConfigError(f"vision.joint_shared.{task}", f"'{task}' and '{owner}' must both be tasks")
+
+    def published_finetuned(self) -> dict[str, float]:
+        return {task: spec["finetuned_published"] for task, spec in self.settings["tasks"].items()}
+
+    def published_key(self) -> str:
+        return "vision.tasks.*.finetuned_published"
+
+    def joint_shared(self) -> dict[str, str]:
+        return dict(self.settings["joint_shared"])
+
+    @property
+    def lock(self) -> str:
+        """The lock file of the suite's downloads (hub commits and sha256 of every file)."""
+        return self.settings["lock"]
+
+    def permutation_url(self, task: str) -> str:
+        """Where the KnOTS split permutation of `task` is downloaded from, at the pinned revision."""
+        permutations = self.settings["permutations"]
+        return permutations["url"].format(
+            revision=permutations["revision"], file=self.settings["tasks"][task]["permutation"]
+        )

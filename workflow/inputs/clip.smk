@@ -1,0 +1,128 @@
+# Inputs of the CLIP suites (kind clip), downloaded at the commits and checksums of the suite's lock file: the CLIP backbone, the
+# KnOTS adapters, the KnOTS split permutations and the evaluation images (prepared once as uint8 crops), then the
+# zero-shot text heads and the joint head.
+
+
+import os
+
+
+def lock_file(wildcards):
+    """The lock as an input once it exists, so that relocking reruns the downloads; before that, the download jobs
+    stop with a message saying how to create it (and a dry run still shows the whole DAG).
+    """
+    return [SUITE_SPEC.lock] if os.path.exists(SUITE_SPEC.lock) else []
+
+
+def dataset_inputs(wildcards):
+    spec = SUITE_SPEC.settings["tasks"][wildcards.task]
+    inputs = {
+        "lock": lock_file(wildcards),
+        "backbone": f"resources/{wildcards.suite}/backbone",
+        "classnames": spec["classnames"],
+    }
+    if spec["split"] == "permutation":
+        inputs["permutation"] = (
+            f"resources/{wildcards.suite}/data/{wildcards.task}/permutation.safetensors"
+        )
+    return inputs
+
+
+rule download_backbone:
+    input:
+        lock=lock_file,
+    output:
+        clip=directory("resources/{suite}/clip"),
+        backbone=directory("resources/{suite}/backbone"),
+    log:
+        "logs/{suite}/download_backbone.log",
+    conda:
+        "../../envs/download.yaml"
+    params:
+        repo=SUITE_SPEC.settings["backbone"]["repo"],
+        lock=SUITE_SPEC.lock,
+        code=CODE["hub"],
+    script:
+        "../../scripts/download_backbone.py"
+
+
+rule download_adapter:
+    input:
+        lock=lock_file,
+    output:
+        directory("resources/{suite}/adapters/{task}"),
+    log:
+        "logs/{suite}/download_adapter/{task}.log",
+    conda:
+        "../../envs/download.yaml"
+    params:
+        repo=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task]["adapter"],
+        lock=SUITE_SPEC.lock,
+        code=CODE["hub"],
+    script:
+        "../../scripts/download_adapter.py"
+
+
+rule fetch_permutation:
+    input:
+        lock=lock_file,
+    output:
+        "resources/{suite}/data/{task}/permutation.safetensors",
+    log:
+        "logs/{suite}/fetch_permutation/{task}.log",
+    conda:
+        "../../envs/download.yaml"
+    params:
+        url=lambda wildcards: SUITE_SPEC.permutation_url(wildcards.task),
+        lock=SUITE_SPEC.lock,
+        code=CODE["hub"],
+    script:
+        "../../scripts/fetch_permutation.py"
+
+
+rule prepare_dataset:
+    input:
+        unpack(dataset_inputs),
+    output:
+        val="resources/{suite}/data/{task}/val.safetensors",
+        test="resources/{suite}/data/{task}/test.safetensors",
+    log:
+        "logs/{suite}/prepare_dataset/{task}.log",
+    benchmark:
+        "results/{suite}/benchmarks/prepare_dataset/{task}.tsv"
+    conda:
+        "../../envs/download.yaml"
+    params:
+        spec=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task],
+        image_size=SUITE_SPEC.settings["image_size"],
+        val_fraction=SUITE_SPEC.settings["val_fraction"],
+        holdout_seed=lambda wildcards: derive_seed(
+            config["seed"], "holdout", wildcards.task
+        ),
+        lock=SUITE_SPEC.lock,
+        code=CODE["hub"],
+    script:
+        "../../scripts/prepare_dataset.py"
+
+
+rule text_heads:
+    input:
+        clip="resources/{suite}/clip",
+        classnames=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task][
+            "classnames"
+        ],
+    output:
+        "resources/{suite}/heads/{task}.safetensors",
+    log:
+        "logs/{suite}/text_heads/{task}.log",
+    conda:
+        "../../envs/gpu.yaml"
+    resources:
+        gpu=DEVICE_GPUS,
+    params:
+        templates=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task][
+            "templates"
+        ],
+        device=config["device"],
+        code=CODE["vision"],
+    script:
+        "../../scripts/text_heads.py"
