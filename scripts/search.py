@@ -2,7 +2,7 @@ from pathlib import Path
 
 from loramerge.atomic import write_json
 from loramerge.repro.jobs import job_log
-from loramerge.repro.search import select_method
+from loramerge.repro.search import RULES, select_method
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     spec, params = snakemake.params.spec, snakemake.params
@@ -17,8 +17,8 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
         published=params.published,
         replicates=spec.get("replicates"),
     )
-    log.info("normalised by: %s", selection["normalized_by"])
-    for rule in ("greedy", "grid"):
-        chosen = selection[rule]
-        log.info("%s: %s val %.2f test %.2f", rule, chosen["params"], chosen["val"]["mean"], chosen["test"]["mean"])
-    write_json(snakemake.output[0], selection)
+    log.info("normalised by: %s", selection.normalized_by)
+    for rule in RULES:
+        chosen = selection.chosen(rule)
+        log.info("%s: %s val %.2f test %.2f", rule, chosen.params, chosen.val.mean, chosen.test.mean)
+    write_json(snakemake.output[0], selection.to_json())

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from loramerge.atomic import write_json
 from loramerge.repro.jobs import job_log
-from loramerge.repro.search import select_joint
+from loramerge.repro.search import RULES, select_joint
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     spec, joint = snakemake.params.spec, snakemake.params.joint
@@ -17,9 +17,9 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
         tasks=snakemake.params.tasks,
         replicates=spec.get("replicates"),
     )
-    k = str(joint["select_k"])
-    for rule in ("greedy", "grid"):
-        chosen = selection[rule]
-        val, test = chosen["val"]["pooled"][k], chosen["test"]["pooled"][k]
-        log.info("%s: %s val Hits@%s %.2f test %.2f", rule, chosen["params"], k, val, test)
-    write_json(snakemake.output[0], selection)
+    k = selection.select_k
+    for rule in RULES:
+        chosen = selection.chosen(rule)
+        val, test = chosen.val.pooled[k], chosen.test.pooled[k]
+        log.info("%s: %s val Hits@%s %.2f test %.2f", rule, chosen.params, k, val, test)
+    write_json(snakemake.output[0], selection.to_json())

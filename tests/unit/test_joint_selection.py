@@ -50,7 +50,7 @@ def test_pooled_hits_weigh_tasks_by_their_samples_not_equally():
     ev = joint_evaluation(
         "ta", {}, {1.0: {"small": (90, 95, 100), "large": (100, 300, 500)}}, {"small": 100, "large": 1000}
     )
-    result = select_joint([ev], ["lam"], {"lam": [1.0]}, {}, ks=KS, select_k=3)
+    result = select_joint([ev], ["lam"], {"lam": [1.0]}, {}, ks=KS, select_k=3).to_json()
     test = result["grid"]["test"]
     assert test["per_task"]["large"] == pytest.approx({"1": 10.0, "3": 30.0, "5": 50.0})
     assert test["per_task"]["small"] == pytest.approx({"1": 90.0, "3": 95.0, "5": 100.0})
@@ -79,7 +79,7 @@ def test_joint_greedy_stops_at_a_tie_where_the_per_task_search_goes_on():
     scores = {0.5: 60, 1.0: 60, 1.5: 70}
     ev = joint_evaluation("knots_ties", {"top_k": 20}, by_hits3(scores), TOTALS)
     grids = {"lam": [0.5, 1.0, 1.5]}
-    joint = select_joint([ev], ["lam"], grids, {}, ks=KS, select_k=3)
+    joint = select_joint([ev], ["lam"], grids, {}, ks=KS, select_k=3).to_json()
     # > : 0.5 kept (60 > −inf), 1.0 ties (60 > 60 is false) and stops the sweep; 1.5 is never scored
     assert joint["greedy"]["params"] == {"lam": 0.5, "top_k": 20}
     assert [(s["value"], s["kept"]) for s in joint["greedy_path"]] == [(0.5, True), (1.0, False)]
@@ -98,15 +98,15 @@ def test_joint_greedy_stops_at_a_tie_where_the_per_task_search_goes_on():
         ],
     }
     finetuned = {task: {"test": 1.0} for task in TOTALS}
-    assert select_method([per_task], finetuned, ["lam"], grids, {})["greedy"]["params"] == {"lam": 1.5, "top_k": 20}
+    assert select_method([per_task], finetuned, ["lam"], grids, {}).greedy.params == {"lam": 1.5, "top_k": 20}
 
 
 def test_joint_selection_uses_select_k():
     # λ=0.5 is better at Hits@1, λ=1.0 at Hits@3
     hits = {0.5: {"a": (50, 60, 70), "b": (150, 180, 210)}, 1.0: {"a": (10, 80, 90), "b": (30, 240, 270)}}
     ev = joint_evaluation("ta", {}, hits, TOTALS)
-    assert select_joint([ev], ["lam"], {"lam": [0.5, 1.0]}, {}, ks=KS, select_k=3)["grid"]["params"] == {"lam": 1.0}
-    assert select_joint([ev], ["lam"], {"lam": [0.5, 1.0]}, {}, ks=KS, select_k=1)["grid"]["params"] == {"lam": 0.5}
+    assert select_joint([ev], ["lam"], {"lam": [0.5, 1.0]}, {}, ks=KS, select_k=3).grid.params == {"lam": 1.0}
+    assert select_joint([ev], ["lam"], {"lam": [0.5, 1.0]}, {}, ks=KS, select_k=1).grid.params == {"lam": 0.5}
     with pytest.raises(SelectionError, match="select_k=10"):
         select_joint([ev], ["lam"], {"lam": [0.5, 1.0]}, {}, ks=KS, select_k=10)
 
@@ -172,7 +172,7 @@ def test_joint_replicates_average_the_pooled_hits_over_seeds(tmp_path: Path):
         select_k=3,
         tasks=["a", "b"],
         replicates={"seed": [0, 1]},
-    )
+    ).to_json()
     assert result["grid"]["params"] == {"drop_p": 0.1, "lam": 0.5, "top_k": 100}
     val = result["grid"]["val"]
     assert val["pooled"]["3"] == pytest.approx(60.0)

@@ -266,7 +266,7 @@ def test_select_method_reports_both_choices_with_test_numbers(tmp_path: Path):
         paths.append(path)
     finetuned = {"digits": {"test": 0.5, "val": 0.6}, "letters": {"test": 1.0, "val": 1.0}}
     args = (finetuned, ["lam", "top_k"], {"lam": [0.5, 1.0], "top_k": [10, 20]}, {"lam": 1.0, "top_k": 10})
-    result = select_method(paths, *args)
+    result = select_method(paths, *args).to_json()
     assert result["method"] == "knots_ties"
     assert result["settings_evaluated"] == 4
     # greedy: λ at top_k=10 → 0.5 (0.45 < 0.5 stops); top_k at λ=0.5: 10 then 20 (0.52) → {0.5, 20}
@@ -284,7 +284,7 @@ def test_select_method_reports_both_choices_with_test_numbers(tmp_path: Path):
         ({"lam": 0.5, "top_k": 20}, True),
     ]
     text = json.dumps(result, sort_keys=True)
-    assert text == json.dumps(select_method(load_evaluations(paths), *args), sort_keys=True)
+    assert text == json.dumps(select_method(load_evaluations(paths), *args).to_json(), sort_keys=True)
     assert all(isinstance(v, float) for v in result["grid"]["test"]["per_task"].values())
     assert not math.isnan(result["greedy"]["val"]["mean"])
 
@@ -296,7 +296,9 @@ def test_published_base_normalises_by_the_published_percent_as_a_mean_of_ratios(
     # digits: val 0.72 / published 0.90 = 80, letters: 0.72 / 0.48 = 150 → 115 (ratio of means: 72/69 ≈ 104.3)
     ev = evaluation("ta", {}, {0.5: {"val": 720, "test": 360}})
     published = {"digits": 90.0, "letters": 48.0, "unused": 50.0}
-    result = select_method([ev], FINETUNED, ["lam"], {"lam": [0.5]}, {}, normalize_by="published", published=published)
+    result = select_method(
+        [ev], FINETUNED, ["lam"], {"lam": [0.5]}, {}, normalize_by="published", published=published
+    ).to_json()
     assert result["normalized_by"] == "published"
     assert result["normalization_base"] == pytest.approx({"digits": 90.0, "letters": 48.0})
     val = result["grid"]["val"]
@@ -304,7 +306,7 @@ def test_published_base_normalises_by_the_published_percent_as_a_mean_of_ratios(
     assert val["mean"] == pytest.approx(115.0)
     assert val["mean"] != pytest.approx(100 * 0.72 / 0.69)
     assert result["grid"]["test"]["per_task"] == pytest.approx({"digits": 40.0, "letters": 75.0})
-    measured = select_method([ev], FINETUNED, ["lam"], {"lam": [0.5]}, {})
+    measured = select_method([ev], FINETUNED, ["lam"], {"lam": [0.5]}, {}).to_json()
     assert measured["normalized_by"] == "measured"
     assert measured["normalization_base"] == pytest.approx({"digits": 80.0, "letters": 50.0})
     assert measured["grid"]["val"]["mean"] == pytest.approx(117.0)
@@ -392,7 +394,7 @@ def test_seed_replicates_match_a_dense_brute_force():
 
         result = select_method(
             evaluations, REPLICATE_FINETUNED, order, REPLICATE_GRIDS, defaults, replicates={"seed": list(SEEDS)}
-        )
+        ).to_json()
         assert result["replicates"] == {"seed": [0, 1, 2]}
         assert result["settings_evaluated"] == 9
         assert result["greedy"]["params"] == {**expected_greedy, "top_k": 100}
@@ -424,7 +426,7 @@ def test_without_replicates_the_seed_stays_a_fixed_parameter():
     rng = np.random.default_rng(0)
     evaluations, _ = random_replicated_evaluations(rng, levels=50)
     seed_one = [ev for ev in evaluations if ev["point"]["seed"] == 1]
-    result = select_method(seed_one, REPLICATE_FINETUNED, ["lam", "drop_p"], REPLICATE_GRIDS, {"drop_p": 0.1})
+    result = select_method(seed_one, REPLICATE_FINETUNED, ["lam", "drop_p"], REPLICATE_GRIDS, {"drop_p": 0.1}).to_json()
     assert result["grid"]["params"]["seed"] == 1
     assert "replicates" not in result and "std" not in result["grid"]["val"]
     assert sorted(result["grid"]["val"]) == ["accuracy", "mean", "per_task"]
@@ -441,6 +443,8 @@ def test_missing_or_unknown_replicates_are_errors_naming_the_setting():
         select_method(evaluations, *args, replicates={"seed": [0, 1]})
     with pytest.raises(SelectionError, match="'seed' must not also"):
         select_method(evaluations, *args[:3], {"drop_p": 0.1, "seed": 0}, replicates={"seed": [0, 1, 2]})
-    one_seed = select_method([ev for ev in evaluations if ev["point"]["seed"] == 0], *args, replicates={"seed": [0]})
+    one_seed = select_method(
+        [ev for ev in evaluations if ev["point"]["seed"] == 0], *args, replicates={"seed": [0]}
+    ).to_json()
     assert one_seed["grid"]["val"]["std"]["mean"] is None  # ddof=1 over one replicate is undefined
     assert json.loads(json.dumps(one_seed, allow_nan=False)) == one_seed
