@@ -16,7 +16,7 @@ from workflow_runner import ROOT, snakemake
 
 from loramerge.repro.hub import HubError, fetch_repo_files, lock_repo, lock_suite, read_lock
 from loramerge.repro.splits import DataError, load_split
-from loramerge.repro.suites.clip.evaluate import count_hits
+from loramerge.repro.suites.evaluation import count_hits
 from loramerge.repro.suites.clip.hubdata import knots_split, read_numpy_permutation
 from loramerge.repro.suites.clip.zeroshot import joint_head, load_joint_head, read_class_names, save_joint_head
 

@@ -1,35 +1,13 @@
-# Inputs of the CLIP suites (kind clip), downloaded at the commits and checksums of the suite's lock file: the CLIP backbone, the
-# KnOTS adapters, the KnOTS split permutations and the evaluation images (prepared once as uint8 crops), then the
-# zero-shot text heads and the joint head.
-
-
-import os
-
-
-def lock_file(wildcards):
-    """The lock as an input once it exists, so that relocking reruns the downloads; before that, the download jobs
-    stop with a message saying how to create it (and a dry run still shows the whole DAG).
-    """
-    return [SUITE_SPEC.lock] if os.path.exists(SUITE_SPEC.lock) else []
-
-
-def dataset_inputs(wildcards):
-    spec = SUITE_SPEC.settings["tasks"][wildcards.task]
-    inputs = {
-        "lock": lock_file(wildcards),
-        "backbone": f"resources/{wildcards.suite}/backbone",
-        "classnames": spec["classnames"],
-    }
-    if spec["split"] == "permutation":
-        inputs["permutation"] = (
-            f"resources/{wildcards.suite}/data/{wildcards.task}/permutation.safetensors"
-        )
-    return inputs
+# Inputs of the CLIP suites (kind clip), downloaded at the commits and checksums of the suite's lock file: the CLIP
+# backbone, the KnOTS adapters, the KnOTS split permutations and the evaluation images (prepared once as uint8 crops),
+# then the zero-shot text heads.
+# The lock is an input once it exists, so that relocking reruns the downloads; before that, the download jobs stop
+# with a message saying how to create it (and a dry run still shows the whole DAG).
 
 
 rule download_backbone:
     input:
-        lock=lock_file,
+        lock=lambda wildcards: SUITE_SPEC.lock_inputs(),
     output:
         clip=directory("resources/{suite}/clip"),
         backbone=directory("resources/{suite}/backbone"),
@@ -47,7 +25,7 @@ rule download_backbone:
 
 rule download_adapter:
     input:
-        lock=lock_file,
+        lock=lambda wildcards: SUITE_SPEC.lock_inputs(),
     output:
         directory("resources/{suite}/adapters/{task}"),
     log:
@@ -64,7 +42,7 @@ rule download_adapter:
 
 rule fetch_permutation:
     input:
-        lock=lock_file,
+        lock=lambda wildcards: SUITE_SPEC.lock_inputs(),
     output:
         "resources/{suite}/data/{task}/permutation.safetensors",
     log:
@@ -81,7 +59,17 @@ rule fetch_permutation:
 
 rule prepare_dataset:
     input:
-        unpack(dataset_inputs),
+        lock=lambda wildcards: SUITE_SPEC.lock_inputs(),
+        backbone="resources/{suite}/backbone",
+        classnames=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task][
+            "classnames"
+        ],
+        # only the permutation splits read one
+        permutation=lambda wildcards: (
+            f"resources/{wildcards.suite}/data/{wildcards.task}/permutation.safetensors"
+            if SUITE_SPEC.settings["tasks"][wildcards.task]["split"] == "permutation"
+            else []
+        ),
     output:
         val="resources/{suite}/data/{task}/val.safetensors",
         test="resources/{suite}/data/{task}/test.safetensors",

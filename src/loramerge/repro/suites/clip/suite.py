@@ -76,6 +76,10 @@ class ClipSuite(ClipVisionModel, Suite):
         """The lock file of the suite's downloads (hub commits and sha256 of every file)."""
         return self.settings["lock"]
 
+    def lock_inputs(self) -> list[str]:
+        """The lock file as a job input once it exists (relocking then reruns the downloads), else nothing."""
+        return [self.lock] if Path(self.lock).exists() else []
+
     def permutation_url(self, task: str) -> str:
         """Where the KnOTS split permutation of `task` is downloaded from, at the pinned revision."""
         permutations = self.settings["permutations"]
