@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from loramerge.repro.jobs import job_log
-from loramerge.repro.report.tables import load_energy, table1_svd_energy, table2_cur_energy, write_table
+from loramerge.repro.report.energy import load_energy, table1_svd_energy, table2_cur_energy
+from loramerge.repro.report.render import write_table
 
 with job_log(snakemake.log[0], snakemake.threads):
     energy = load_energy(Path(snakemake.input[0]) / "energy.csv")

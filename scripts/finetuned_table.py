@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from loramerge.repro.jobs import job_log
-from loramerge.repro.report.tables import finetuned_table, write_table
+from loramerge.repro.report.finetuned import finetuned_table
+from loramerge.repro.report.render import write_table
 from loramerge.repro.search import load_finetuned
 
 with job_log(snakemake.log[0], snakemake.threads):

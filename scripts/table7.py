@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from loramerge.repro.jobs import job_log
-from loramerge.repro.report.tables import table7_alpha_sweep, write_table
+from loramerge.repro.report.render import write_table
+from loramerge.repro.report.table7 import table7_alpha_sweep
 from loramerge.repro.search import build_setting_table, load_evaluations, load_finetuned, normalisation_base
 
 with job_log(snakemake.log[0], snakemake.threads):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loramerge.repro.report import tables
+from loramerge.repro.report.energy import table1_svd_energy, table2_cur_energy
 from loramerge.repro.report.figures import (
     figure1_overlap_heatmap,
     figure2_cur_spaces,
@@ -18,20 +18,33 @@ from loramerge.repro.report.figures import (
     parse_module_path,
     split_sources,
 )
+from loramerge.repro.report.finetuned import finetuned_table
+from loramerge.repro.report.joint import table5_joint, table9_joint_per_task
 from loramerge.repro.report.paper import read_paper_table
-from loramerge.repro.search import build_setting_table, select_method
+from loramerge.repro.report.render import latex_escape, to_csv, to_latex, to_markdown, write_table
+from loramerge.repro.report.table3 import table3_per_task
+from loramerge.repro.report.table7 import table7_alpha_sweep
+from loramerge.repro.search import JointSelection, Selection, build_setting_table, select_method
 
 TASKS = ("dtd", "mnist", "stanford_cars")
 FINETUNED = {"dtd": {"test": 0.5, "val": 0.6}, "mnist": {"test": 0.99, "val": 0.98}, "stanford_cars": {"test": 0.8}}
 
 
-def selection(params: dict, test: dict[str, float], val_mean: float) -> dict:
+def search_result(tasks, **fields) -> Selection | JointSelection:
+    """A search result as the search writes it, read back; the fields the tables do not read get neutral values."""
+    data = {"method": "m", "tasks": list(tasks), "settings_evaluated": 1, "greedy_path": [], **fields}
+    if "select_k" in data:
+        return JointSelection.from_json(data)
+    return Selection.from_json({"normalized_by": "measured", "normalization_base": {}, **data})
+
+
+def selection(params: dict, test: dict[str, float], val_mean: float) -> Selection:
     summary = {
         "params": params,
         "test": {"per_task": test, "mean": sum(test.values()) / len(test), "accuracy": {}},
         "val": {"per_task": {}, "mean": val_mean, "accuracy": {}},
     }
-    return {"greedy": summary, "grid": {**summary, "params": {**params, "lam": 9.0}}}
+    return search_result(test, greedy=summary, grid={**summary, "params": {**params, "lam": 9.0}})
 
 
 SELECTIONS = {
@@ -56,7 +69,7 @@ def hybrid_table():
 
 
 def test_table3_rows_columns_and_values():
-    table = tables.table3_per_task(SELECTIONS, FINETUNED)
+    table = table3_per_task(SELECTIONS, FINETUNED)
     assert list(table.columns) == [
         "Method",
         "Selection",
@@ -84,14 +97,14 @@ def test_table3_rows_columns_and_values():
 
 
 def test_table3_method_order_rules_and_missing_method():
-    table = tables.table3_per_task(SELECTIONS, FINETUNED, methods=["knots_ties", "ta"], rules=["grid"])
+    table = table3_per_task(SELECTIONS, FINETUNED, methods=["knots_ties", "ta"], rules=["grid"])
     assert list(table["Method"]) == ["Fine-tuned", "KnOTS-TIES", "TA"]
     with pytest.raises(ValueError, match="cur_ties"):
-        tables.table3_per_task(SELECTIONS, FINETUNED, methods=["cur_ties"])
+        table3_per_task(SELECTIONS, FINETUNED, methods=["cur_ties"])
 
 
 def test_table7_alpha_rows_ascending_with_normalised_test_and_val_average():
-    sweep = tables.table7_alpha_sweep(hybrid_table(), fixed={"lam": 1.0, "alpha": 0.6})
+    sweep = table7_alpha_sweep(hybrid_table(), fixed={"lam": 1.0, "alpha": 0.6})
     assert list(sweep.columns) == ["alpha", "DTD", "MNIST", "Cars", "Avg", "Val Avg"]
     assert list(sweep["alpha"]) == [0.0, 0.5, 1.0]
     # test accuracy (300 + 100α + 10i)/1000 against fine-tuned 0.5
@@ -112,9 +125,9 @@ def test_alpha_sweep_with_two_settings_per_alpha_needs_fixed():
         [{"method": "hybrid", "point": {"alpha": 0.5}, "records": records}], {task: {"test": 0.5} for task in TASKS}
     )
     with pytest.raises(ValueError, match="pin the other parameters"):
-        tables.table7_alpha_sweep(more)
-    assert len(tables.table7_alpha_sweep(more, fixed={"lam": 0.5})) == 1
-    assert len(tables.table7_alpha_sweep(table)) == 3
+        table7_alpha_sweep(more)
+    assert len(table7_alpha_sweep(more, fixed={"lam": 0.5})) == 1
+    assert len(table7_alpha_sweep(table)) == 3
 
 
 ENERGY = pd.DataFrame(
@@ -131,24 +144,24 @@ ENERGY = pd.DataFrame(
 
 def test_energy_tables(tmp_path: Path):
     ENERGY.to_csv(tmp_path / "energy.csv", index=False)
-    table1 = tables.table1_svd_energy(tmp_path / "energy.csv")
+    table1 = table1_svd_energy(tmp_path / "energy.csv")
     assert list(table1.columns) == ["Dataset", "Original Energy", "SVD Energy", "O-S", "Energy Ratio"]
     assert list(table1["Dataset"]) == ["Cars", "DTD", "EuroSAT"]
     assert list(table1["O-S"]) == pytest.approx([1.35, 0.76, 1.37])
     assert list(table1["Energy Ratio"]) == [0.958, 0.671, 0.929]
-    table2 = tables.table2_cur_energy(ENERGY, tasks=["eurosat", "dtd"])
+    table2 = table2_cur_energy(ENERGY, tasks=["eurosat", "dtd"])
     assert list(table2.columns) == ["Dataset", "Original Energy", "Projected Energy", "O-C", "Energy Ratio"]
     assert list(table2["Dataset"]) == ["EuroSAT", "DTD"]
     assert list(table2["O-C"]) == pytest.approx([0.20, 0.14])
     with pytest.raises(ValueError, match="svhn"):
-        tables.table1_svd_energy(ENERGY, tasks=["svhn"])
+        table1_svd_energy(ENERGY, tasks=["svhn"])
 
 
 def test_written_tables_are_byte_identical_and_read_back(tmp_path: Path):
-    table = tables.table3_per_task(SELECTIONS, FINETUNED)
-    paths = tables.write_table(table, tmp_path / "out" / "table3")
+    table = table3_per_task(SELECTIONS, FINETUNED)
+    paths = write_table(table, tmp_path / "out" / "table3")
     first = [path.read_bytes() for path in paths]
-    tables.write_table(tables.table3_per_task(SELECTIONS, FINETUNED), tmp_path / "out" / "table3")
+    write_table(table3_per_task(SELECTIONS, FINETUNED), tmp_path / "out" / "table3")
     assert [path.read_bytes() for path in paths] == first
     # no temp files left
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["table3.csv", "table3.md", "table3.tex"]
@@ -164,7 +177,7 @@ def test_written_tables_are_byte_identical_and_read_back(tmp_path: Path):
 
 
 def test_markdown_energy_ratio_has_three_decimals():
-    markdown = tables.to_markdown(tables.table1_svd_energy(ENERGY))
+    markdown = to_markdown(table1_svd_energy(ENERGY))
     assert "0.958" in markdown and "31.69" in markdown
 
 
@@ -197,7 +210,7 @@ def test_overlap_matrix_layout():
 def test_figures_are_written_and_reproducible(tmp_path: Path):
     overlap_csv = tmp_path / "overlap.csv"
     overlap_frame().to_csv(overlap_csv, index=False)
-    sweep = tables.table7_alpha_sweep(hybrid_table())
+    sweep = table7_alpha_sweep(hybrid_table())
     cur_ur = selection({"lam": 1.0}, {"dtd": 90.0, "mnist": 95.0, "stanford_cars": 70.0}, 80.0)
     cur_r = selection({"lam": 0.8}, {"dtd": 85.0, "mnist": 60.0, "stanford_cars": 69.0}, 70.0)
 
@@ -237,8 +250,8 @@ def parse_tabular(tex: str) -> tuple[str, list[list[str]]]:
 
 
 def test_latex_is_a_tabular_with_one_column_per_table_column(tmp_path: Path):
-    table = tables.table3_per_task(SELECTIONS, FINETUNED)
-    tex = tables.write_table(table, tmp_path / "table3")[2].read_text()
+    table = table3_per_task(SELECTIONS, FINETUNED)
+    tex = write_table(table, tmp_path / "table3")[2].read_text()
     spec, rows = parse_tabular(tex)
     assert spec == "llrrrrrl"  # text left, numbers right
     assert all(len(row) == len(table.columns) for row in rows)
@@ -251,9 +264,9 @@ def test_latex_is_a_tabular_with_one_column_per_table_column(tmp_path: Path):
 
 
 def test_latex_escapes_specials_and_writes_greek_as_math():
-    escaped = tables.latex_escape("a_b & 50% #1 {x} ~ ^")
+    escaped = latex_escape("a_b & 50% #1 {x} ~ ^")
     assert escaped == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{}"
-    assert tables.latex_escape("Δ = ours − paper, α ± λ") == r"$\Delta$ = ours - paper, $\alpha$ $\pm$ $\lambda$"
+    assert latex_escape("Δ = ours − paper, α ± λ") == r"$\Delta$ = ours - paper, $\alpha$ $\pm$ $\lambda$"
 
 
 # -- the suite with a paper: ViT-B/32 × 8 tasks ------------------------------------------------------------------------
@@ -267,12 +280,13 @@ VIT_FINETUNED = {task: {"val": 0.5 + i / 100, "test": 0.6 + i / 100} for i, task
 
 def vit_selection(
     values: list[float], val_mean: float, std: list[float] | None = None, normalized_by="measured"
-) -> dict:
+) -> Selection:
     def split(per_task, mean, spread):
         scores = {"per_task": dict(zip(VIT_TASKS, per_task, strict=True)), "mean": mean, "accuracy": {}}
         if spread is not None:
+            # (the replicates' own numbers are not read)
+            scores["replicates"] = [{"seed": seed, **scores} for seed in (0, 1, 2)]
             scores["std"] = {"per_task": dict(zip(VIT_TASKS, spread, strict=True)), "mean": spread[0] / 2}
-            scores["replicates"] = [{"seed": seed} for seed in (0, 1, 2)]  # (their numbers are not read)
         return scores
 
     summary = {
@@ -283,7 +297,7 @@ def vit_selection(
     selection = {"greedy": summary, "grid": summary, "normalized_by": normalized_by}
     if std is not None:
         selection["replicates"] = {"seed": [0, 1, 2]}
-    return selection
+    return search_result(VIT_TASKS, **selection)
 
 
 def test_table3_with_the_paper_puts_paper_and_delta_under_ours():
@@ -294,7 +308,7 @@ def test_table3_with_the_paper_puts_paper_and_delta_under_ours():
         "dare_ties": vit_selection(ours_dare, 61.0, std=[0.4] * 8),
         "cur_ties": vit_selection([50.0] * 8, 51.0),
     }
-    table = tables.table3_per_task(selections, VIT_FINETUNED, tasks=VIT_TASKS, paper="vit-b32", rules=["grid"])
+    table = table3_per_task(selections, VIT_FINETUNED, tasks=VIT_TASKS, paper="vit-b32", rules=["grid"])
     assert list(table.columns) == [
         "Method", "Selection", "Source", *VIT_COLUMNS, "Average", "Val Average", "Hyper-parameters",
     ]  # fmt: skip
@@ -328,12 +342,12 @@ def test_table3_with_the_paper_puts_paper_and_delta_under_ours():
         "RegMean", "Fisher", "TIES", "KnOTS-TIES", "KnOTS-DARE-TIES", "CoreSpace-TIES", "LoRA-LEGO", "Ours-TIES",
     ]  # fmt: skip
 
-    markdown = tables.to_markdown(table)
+    markdown = to_markdown(table)
     assert "| 60.00 ± 0.40 |" in markdown and "| ours std" not in markdown
     assert "Normalisation base: measured" in markdown
     assert "not run here): RegMean, Fisher" in markdown
     assert "from KnOTS (Stoica et al., 2025)" in markdown
-    spec, cells = parse_tabular(tables.to_latex(table))
+    spec, cells = parse_tabular(to_latex(table))
     assert all(len(row) == len(table.columns) for row in cells) and len(spec) == len(table.columns)
     assert len(cells) == len(table)  # the header row replaces the folded std row
     assert "60.00 $\\pm$ 0.40" in {cell for row in cells for cell in row}
@@ -341,23 +355,25 @@ def test_table3_with_the_paper_puts_paper_and_delta_under_ours():
 
 def test_table3_states_a_published_base_and_rejects_mixed_bases():
     selections = {"ta": vit_selection(PAPER_TA, 70.0, normalized_by="published")}
-    table = tables.table3_per_task(selections, VIT_FINETUNED, tasks=VIT_TASKS)
+    table = table3_per_task(selections, VIT_FINETUNED, tasks=VIT_TASKS)
     assert any("Normalisation base: published" in note for note in table.attrs["notes"])
     assert "Source" not in table.columns  # no paper, no replicates: the demo's layout
     selections["ties"] = vit_selection(PAPER_TA, 70.0, normalized_by="measured")
     with pytest.raises(ValueError, match="different bases"):
-        tables.table3_per_task(selections, VIT_FINETUNED, tasks=VIT_TASKS)
+        table3_per_task(selections, VIT_FINETUNED, tasks=VIT_TASKS)
 
 
 def test_paper_tables_need_the_papers_tasks():
     digits = {"ta": selection({"lam": 0.3}, {"digits": 90.0}, 90.0)}
     with pytest.raises(ValueError, match=r"vit-b32.*Table 3 has no columns \['digits'\]"):
-        tables.table3_per_task(digits, {"digits": {"test": 0.9}}, paper="vit-b32")
+        table3_per_task(digits, {"digits": {"test": 0.9}}, paper="vit-b32")
     with pytest.raises(ValueError, match="not one of the papers"):
-        tables.table3_per_task(SELECTIONS, FINETUNED, paper="llama-70b")
+        table3_per_task(SELECTIONS, FINETUNED, paper="llama-70b")
 
 
-def joint_selection(pooled: dict[int, float], per_task: dict[int, list[float]], std: float | None = None) -> dict:
+def joint_selection(
+    pooled: dict[int, float], per_task: dict[int, list[float]], std: float | None = None
+) -> JointSelection:
     def split(pooled_values):
         scores = {
             "pooled": {str(k): v for k, v in pooled_values.items()},
@@ -365,11 +381,11 @@ def joint_selection(pooled: dict[int, float], per_task: dict[int, list[float]], 
             "total": {t: 100 for t in VIT_TASKS},
         }
         if std is not None:
+            scores["replicates"] = [{"seed": seed, **scores} for seed in (0, 1, 2)]
             scores["std"] = {
                 "pooled": {str(k): std for k in pooled_values},
                 "per_task": {t: {str(k): std for k in per_task} for t in VIT_TASKS},
             }
-            scores["replicates"] = [{"seed": seed} for seed in (0, 1, 2)]
         return scores
 
     summary = {
@@ -377,10 +393,10 @@ def joint_selection(pooled: dict[int, float], per_task: dict[int, list[float]], 
         "test": split(pooled),
         "val": split({k: v + 1 for k, v in pooled.items()}),
     }
-    selection = {"greedy": summary, "grid": summary, "ks": [1, 3, 5], "select_k": 3, "tasks": VIT_TASKS}
+    selection = {"greedy": summary, "grid": summary, "ks": [1, 3, 5], "select_k": 3}
     if std is not None:
         selection["replicates"] = {"seed": [0, 1, 2]}
-    return selection
+    return search_result(VIT_TASKS, **selection)
 
 
 def test_table5_and_table9_with_the_paper():
@@ -390,7 +406,7 @@ def test_table5_and_table9_with_the_paper():
         "dare_ties": joint_selection({1: 40.0, 3: 60.0, 5: 70.0}, per_task, std=0.5),
         "hybrid": joint_selection({1: 48.0, 3: 69.0, 5: 77.0}, per_task),
     }
-    table5 = tables.table5_joint(selections, paper="vit-b32", rules=["greedy"])
+    table5 = table5_joint(selections, paper="vit-b32", rules=["greedy"])
     assert list(table5.columns) == [
         "Method", "Selection", "Source", "Hits@1", "Hits@3", "Hits@5", "Val Hits@3", "Hyper-parameters",
     ]  # fmt: skip
@@ -404,10 +420,10 @@ def test_table5_and_table9_with_the_paper():
     assert list(dare["Source"]) == ["ours", "ours std", "paper", "Δ"]
     paper_only = table5[table5["Selection"].eq("") & ~table5["Method"].isin(["TIES", "DARE-TIES"])]
     assert {"Ensemble", "LoRA-LEGO", "K-TIES", "K-DARE-TIES", "TA"} <= set(paper_only["Method"])
-    assert "Ensemble" in tables.to_markdown(table5).split("Rows of the paper only")[1]
-    assert "40.00 ± 0.50" in tables.to_markdown(table5)
+    assert "Ensemble" in to_markdown(table5).split("Rows of the paper only")[1]
+    assert "40.00 ± 0.50" in to_markdown(table5)
 
-    table9 = tables.table9_joint_per_task(selections, paper="vit-b32", rules=["grid"])
+    table9 = table9_joint_per_task(selections, paper="vit-b32", rules=["grid"])
     assert list(table9.columns) == ["Method", "Selection", "Source", "Metric", *VIT_COLUMNS, "Union"]
     ties3 = table9[(table9["Method"] == "TIES") & (table9["Metric"] == "Hits@3")].set_index("Source")
     paper_ties3 = [85.0, 61.4, 20.6, 63.5, 48.2, 82.7, 83.8, 53.6]
@@ -419,10 +435,10 @@ def test_table5_and_table9_with_the_paper():
     assert ties3.loc["ours", "Union"] == 66.0 and ties3.loc["Δ", "Union"] == pytest.approx(66.0 - 65.4)
     ensemble = table9[table9["Method"] == "Ensemble"]
     assert list(ensemble["Source"]) == ["paper"] * 3 and list(ensemble["Metric"]) == ["Hits@1", "Hits@3", "Hits@5"]
-    spec, cells = parse_tabular(tables.to_latex(table9))
+    spec, cells = parse_tabular(to_latex(table9))
     assert len(spec) == len(table9.columns) and all(len(row) == len(spec) for row in cells)
 
-    plain = tables.table5_joint({"ties": selections["ties"]})
+    plain = table5_joint({"ties": selections["ties"]})
     assert "Source" not in plain.columns and list(plain["Selection"]) == ["greedy", "grid"]
     assert any("Σ hits / Σ N" in note for note in plain.attrs["notes"])
 
@@ -441,9 +457,7 @@ def test_table7_and_energy_tables_with_the_paper():
         }
         for alpha in (0.0, 0.3, 0.25)
     ]
-    sweep = tables.table7_alpha_sweep(
-        build_setting_table(evaluations, finetuned), paper="vit-b32", normalized_by="measured"
-    )
+    sweep = table7_alpha_sweep(build_setting_table(evaluations, finetuned), paper="vit-b32", normalized_by="measured")
     ours = sweep[sweep["Source"] == "ours"]
     assert list(ours["alpha"]) == [0.0, 0.25, 0.3]
     assert list(sweep[sweep["Source"] == "paper"]["alpha"]) == pytest.approx([0.1 * i for i in range(11)])
@@ -454,11 +468,11 @@ def test_table7_and_energy_tables_with_the_paper():
     assert at_03.loc["Δ", "Avg"] == pytest.approx(66.0 - 69.1)
     assert list(sweep[sweep["alpha"] == 0.25]["Source"]) == ["ours"]  # the paper has no α = 0.25
     assert pd.isna(at_03.loc["paper", "Val Avg"])
-    ours_back, paper_back = split_sources(pd.read_csv(io.StringIO(tables.to_csv(sweep))))
+    ours_back, paper_back = split_sources(pd.read_csv(io.StringIO(to_csv(sweep))))
     assert len(ours_back) == 3 and len(paper_back) == 11
 
     energy = ENERGY.assign(task=["cars", "dtd", "eurosat"])
-    table1 = tables.table1_svd_energy(energy, paper="vit-b32")
+    table1 = table1_svd_energy(energy, paper="vit-b32")
     cars = table1[table1["Dataset"] == "Cars"].set_index("Source")
     assert list(cars.index) == ["ours", "paper", "Δ"]
     assert list(cars.loc["paper", ["Original Energy", "SVD Energy", "O-S", "Energy Ratio"]]) == [
@@ -469,25 +483,25 @@ def test_table7_and_energy_tables_with_the_paper():
     ]
     assert list(cars.loc["Δ", ["Original Energy", "Energy Ratio"]]) == pytest.approx([0.0, 0.0])
     assert list(table1[table1["Dataset"] == "SVHN"]["Source"]) == ["paper"]  # a task we do not have
-    table2 = tables.table2_cur_energy(energy, paper="vit-b32")
+    table2 = table2_cur_energy(energy, paper="vit-b32")
     dtd = table2[table2["Dataset"] == "DTD"].set_index("Source")
     assert dtd.loc["paper", "Energy Ratio"] == 0.939 and dtd.loc["Δ", "O-C"] == pytest.approx(0.14 - 0.14)
 
 
 def test_finetuned_table_with_and_without_published_values():
     published = dict(zip(VIT_TASKS, [74.0, 58.3, 99.0, 92.7, 99.3, 88.4, 64.5, 96.2], strict=True))
-    table = tables.finetuned_table(VIT_FINETUNED, tasks=VIT_TASKS, published=published, normalized_by="published")
+    table = finetuned_table(VIT_FINETUNED, tasks=VIT_TASKS, published=published, normalized_by="published")
     assert list(table.columns) == ["Dataset", "Val", "Test", "Published", "Δ"]
     assert list(table["Dataset"]) == [*VIT_COLUMNS, "Average"]
     cars = table.iloc[0]
     assert [cars["Val"], cars["Test"], cars["Published"], cars["Δ"]] == pytest.approx([50.0, 60.0, 74.0, -14.0])
     assert table.iloc[-1]["Published"] == pytest.approx(84.05)
     assert table.iloc[-1]["Δ"] == pytest.approx(table["Δ"].iloc[:-1].mean())
-    assert "Normalisation base: published" in tables.to_markdown(table)
-    demo = tables.finetuned_table(FINETUNED | {"stanford_cars": {"test": 0.8, "val": 0.7}}, normalized_by="measured")
+    assert "Normalisation base: published" in to_markdown(table)
+    demo = finetuned_table(FINETUNED | {"stanford_cars": {"test": 0.8, "val": 0.7}}, normalized_by="measured")
     assert list(demo.columns) == ["Dataset", "Val", "Test"]
     with pytest.raises(ValueError, match="svhn"):
-        tables.finetuned_table(VIT_FINETUNED, tasks=VIT_TASKS, published={"cars": 74.0})
+        finetuned_table(VIT_FINETUNED, tasks=VIT_TASKS, published={"cars": 74.0})
 
 
 def test_table3_from_a_replicated_search():
@@ -506,7 +520,7 @@ def test_table3_from_a_replicated_search():
     selection = select_method(
         evaluations, finetuned, ["lam"], {"lam": [0.5, 1.0]}, {"drop_p": 0.1}, replicates={"seed": [0, 1, 2]}
     )
-    table = tables.table3_per_task({"dare_ties": selection}, finetuned, rules=["grid"])
+    table = table3_per_task({"dare_ties": selection}, finetuned, rules=["grid"])
     ours, spread = table.iloc[1], table.iloc[2]
     assert ours["Hyper-parameters"] == "lam=1, drop_p=0.1, top_k=100"  # no seed
     assert ours["DTD"] == pytest.approx(120.0)  # (0.5, 0.6, 0.7) / 0.5 → mean 120
@@ -515,18 +529,18 @@ def test_table3_from_a_replicated_search():
         and spread["DTD"] == pytest.approx(20.0)
         and spread["Average"] == pytest.approx(20.0)
     )
-    assert "120.00 ± 20.00" in tables.to_markdown(table)
+    assert "120.00 ± 20.00" in to_markdown(table)
     # one seed has no sample spread: no std row, and without a paper the demo's layout
     one = select_method(
         evaluations[:1], finetuned, ["lam"], {"lam": [0.5, 1.0]}, {"drop_p": 0.1}, replicates={"seed": [0]}
     )
-    single = tables.table3_per_task({"dare_ties": one}, finetuned, rules=["grid"])
+    single = table3_per_task({"dare_ties": one}, finetuned, rules=["grid"])
     assert "Source" not in single.columns and len(single) == 2
-    assert single.iloc[1]["DTD"] == pytest.approx(100.0) and "±" not in tables.to_markdown(single)
+    assert single.iloc[1]["DTD"] == pytest.approx(100.0) and "±" not in to_markdown(single)
 
 
 def test_figure3_overlays_the_papers_curve(tmp_path: Path):
-    sweep = tables.table7_alpha_sweep(hybrid_table())
+    sweep = table7_alpha_sweep(hybrid_table())
     paper = pd.DataFrame({"alpha": [0.0, 0.5, 1.0], "Avg": [67.5, 69.7, 67.7]})
     with_paper = figure3_alpha_curve(sweep, tmp_path / "a" / "fig3", selected_alpha=0.5, paper=paper)
     again = figure3_alpha_curve(sweep, tmp_path / "b" / "fig3", selected_alpha=0.5, paper=paper)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from loramerge.atomic import write_atomically
-from loramerge.repro.report.tables import (
-    OURS,
-    PAPER,
-    SOURCE_COLUMN,
-    SWEEP_AVERAGE_COLUMN,
-    SWEEP_VAL_AVERAGE_COLUMN,
-    method_display_name,
-    task_display_name,
-)
+from loramerge.repro.report.naming import method_display_name, task_display_name
+from loramerge.repro.report.rows import OURS, PAPER, SOURCE_COLUMN, SWEEP_AVERAGE_COLUMN, SWEEP_VAL_AVERAGE_COLUMN
+from loramerge.repro.search import Selection
 
 PNG_DPI = 150
 PNG_METADATA: dict[str, Any] = {"Software": None}
@@ -147,8 +141,8 @@ def figure1_overlap_heatmap(
 
 
 def figure2_cur_spaces(
-    selection_ur: Mapping[str, Any],
-    selection_r: Mapping[str, Any],
+    selection_ur: Selection,
+    selection_r: Selection,
     stem: str | Path,
     *,
     rule: str = "greedy",
@@ -160,7 +154,7 @@ def figure2_cur_spaces(
 
     The two selections are :func:`loramerge.repro.search.select_method` results; ``rule`` picks greedy or grid.
     """
-    chosen = [selection_ur[rule][split]["per_task"], selection_r[rule][split]["per_task"]]
+    chosen = [selection.chosen(rule).split(split).per_task for selection in (selection_ur, selection_r)]
     tasks = list(tasks) if tasks is not None else sorted(chosen[0])
     for label, per_task in zip(labels, chosen, strict=True):
         missing = [task for task in tasks if task not in per_task]
@@ -204,8 +198,8 @@ def figure3_alpha_curve(
 ) -> tuple[Path, Path]:
     """Figure 3: mean normalised accuracy against α, test and validation lines with markers, selected α marked.
 
-    ``sweep`` is :func:`loramerge.repro.report.tables.table7_alpha_sweep`'s frame (columns α, ``Avg``, ``Val Avg``) without
-    a paper; ``paper`` (columns α and ``Avg``), the paper's Table 7, is drawn as a third, grey line.
+    ``sweep`` is :func:`loramerge.repro.report.table7.table7_alpha_sweep`'s frame (columns α, ``Avg``, ``Val Avg``)
+    without a paper; ``paper`` (columns α and ``Avg``), the paper's Table 7, is drawn as a third, grey line.
     """
     for column in (alpha_column, SWEEP_AVERAGE_COLUMN, SWEEP_VAL_AVERAGE_COLUMN):
         if column not in sweep.columns:

@@ -1,0 +1,135 @@
+"""Table 3: per-task normalised test accuracy of every method's selected setting, beside the paper's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from loramerge.repro.report.naming import format_params, method_display_name, ordered_methods, paper_method_name
+from loramerge.repro.report.naming import task_columns as display_columns
+from loramerge.repro.report.paper import COPIED_FROM_KNOTS, FULL_FINETUNE, read_paper_table
+from loramerge.repro.report.rows import (
+    AVERAGE_COLUMN,
+    FINETUNED_ROW,
+    PARAMS_COLUMN,
+    SOURCE_COLUMN,
+    VAL_AVERAGE_COLUMN,
+    Row,
+    Rows,
+    check_paper_tasks,
+    mean,
+    normalization_note,
+    number,
+    paper_note,
+    per_task_values,
+    replicates_note,
+)
+from loramerge.repro.search import RULES, Finetuned, Selection
+
+
+def _normalized_by(selections: Mapping[str, Selection], methods: Sequence[str]) -> str | None:
+    bases = {selections[method].normalized_by for method in methods}
+    if len(bases) > 1:
+        raise ValueError(f"the selections were normalised by different bases {sorted(map(str, bases))}")
+    return next(iter(bases), None)
+
+
+def _published_rows(
+    paper: str, columns: Sequence[str], task_columns: Sequence[str]
+) -> tuple[dict[str, Row], list[str]]:
+    """The paper's rows by method name, and the methods whose rows the paper copied from KnOTS."""
+    printed = read_paper_table(paper, "table3")
+    check_paper_tasks(paper, "Table 3", printed.columns, task_columns)
+    published, copied = {}, []
+    for _, row in printed.iterrows():
+        published[str(row["method"])] = {column: float(row[column]) for column in columns}
+        if row.get("source") == COPIED_FROM_KNOTS:
+            copied.append(str(row["method"]))
+    return published, copied
+
+
+def table3_per_task(
+    selections: Mapping[str, Selection],
+    finetuned: Finetuned,
+    *,
+    methods: Sequence[str] | None = None,
+    rules: Sequence[str] = RULES,
+    tasks: Sequence[str] | None = None,
+    base_split: str = "test",
+    paper: str | None = None,
+) -> pd.DataFrame:
+    """Table 3: one row per (selection rule, method), normalised test accuracy per task, ``Average`` over them.
+
+    ``selections`` maps a method to its :func:`loramerge.repro.search.select_method` result. The first row is the
+    fine-tuned models' absolute ``base_split`` accuracy in %, as measured here. Rows follow ``rules`` then ``methods``
+    (default: the catalogue's order, then any other method by name). Columns: ``Method, Selection, [Source],
+    <tasks…>, Average, Val Average, Hyper-parameters``.
+    """
+    tasks = list(tasks) if tasks is not None else sorted(finetuned)
+    task_columns = display_columns(tasks)
+    values_columns = [*task_columns, AVERAGE_COLUMN]
+    methods = ordered_methods(selections, methods)
+    for method in methods:
+        if not isinstance(selections[method], Selection):
+            raise ValueError(f"Table 3 needs the per-task selection of {method!r}, not {type(selections[method])}")
+        for rule in rules:
+            selections[method].chosen(rule)
+    published, copied = _published_rows(paper, values_columns, task_columns) if paper is not None else ({}, [])
+
+    rows = Rows()
+    finetuned_values = [100.0 * float(finetuned[task][base_split]) for task in tasks]
+    finetuned_row = {**dict(zip(task_columns, finetuned_values, strict=True)), AVERAGE_COLUMN: mean(finetuned_values)}
+    labels = {"Method": FINETUNED_ROW, "Selection": "", PARAMS_COLUMN: ""}
+    rows.ours(labels, finetuned_row)
+    if paper is not None:
+        rows.paper(labels, published[FULL_FINETUNE])
+        rows.delta(labels, finetuned_row, published[FULL_FINETUNE], values_columns)
+
+    mapped = {}
+    for rule in rules:
+        for method in methods:
+            chosen = selections[method].chosen(rule)
+            values = per_task_values(chosen.test.per_task, tasks, f"{method} ({rule}) test")
+            ours = {
+                **dict(zip(task_columns, values, strict=True)),
+                AVERAGE_COLUMN: mean(values),
+                VAL_AVERAGE_COLUMN: number(chosen.val.mean),
+            }
+            std = None
+            if chosen.has_spread:
+                spread = per_task_values(chosen.test.std.per_task, tasks, f"{method} ({rule}) test std")
+                std = {
+                    **dict(zip(task_columns, spread, strict=True)),
+                    AVERAGE_COLUMN: number(chosen.test.std.mean),
+                    VAL_AVERAGE_COLUMN: number(chosen.val.std.mean),
+                }
+            labels = {"Method": method_display_name(method), "Selection": rule}
+            rows.ours({**labels, PARAMS_COLUMN: format_params(chosen.params)}, ours, std)
+            name = paper_method_name("table3", method) if paper is not None else None
+            if name in published:
+                mapped[name] = method
+                rows.paper({**labels, "Selection": ""}, published[name])
+                rows.delta(labels, ours, published[name], values_columns)
+    paper_only = [name for name in published if name not in mapped and name != FULL_FINETUNE]
+    for name in paper_only:
+        rows.paper({"Method": name, "Selection": ""}, published[name])
+
+    notes = [
+        normalization_note(_normalized_by(selections, methods)),
+        f"The {FINETUNED_ROW} row is each adapter's {base_split} accuracy (%) measured in this run.",
+        replicates_note(selections, methods),
+    ]
+    if paper is not None:
+        notes.append(paper_note(paper, "table3", paper_only))
+        if copied:
+            notes.append(f"The paper took its rows {', '.join(copied)} from KnOTS (Stoica et al., 2025).")
+    return rows.frame(
+        ["Method", "Selection", SOURCE_COLUMN, *values_columns, VAL_AVERAGE_COLUMN, PARAMS_COLUMN],
+        with_source=paper is not None or bool(rows.std_rows),
+        title=(
+            "Per-task normalised test accuracy (%) of each method at its selected hyper-parameters "
+            "(greedy: the KnOTS authors' linear search; grid: the full-grid argmax; both on validation)"
+        ),
+        notes=notes,
+    )
