@@ -65,6 +65,12 @@ def override(tmp_path: Path, name: str, values: dict) -> str:
     return str(path)
 
 
+def evaluation_jobs(config: dict) -> int:
+    """Evaluation jobs of one kind (per task or joint): each method's points in chunks of `evaluate.points_per_job`."""
+    size = config["evaluate"].get("points_per_job")
+    return sum(-(-len(plan.points) // (size or len(plan.points))) for plan in build_plan(config).values())
+
+
 def expected_counts(config: dict) -> dict[str, int]:
     plans = build_plan(config)
     tasks = len(config["demo"]["tasks"])
@@ -78,7 +84,8 @@ def expected_counts(config: dict) -> dict[str, int]:
         "decompose": 1,
         "analyze": 1,
         "merge": merges,
-        "evaluate_merged": len(plans),
+        "evaluate_merged": evaluation_jobs(config),
+        "gather_evaluations": len(plans),
         "search": len(plans),
         "finetuned_table": 1,
         "table3": 1,

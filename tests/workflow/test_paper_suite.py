@@ -4,6 +4,7 @@ to get wrong: split order, joint label mapping, pooled Hits@k, locked downloads 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from workflow_runner import ROOT, snakemake
+from workflow_runner import ROOT, evaluation_jobs, snakemake
 
 from loramerge.repro.hub import HubError, fetch_repo_files, lock_repo, lock_suite, read_lock
+from loramerge.repro.plan import build_plan
 from loramerge.repro.splits import DataError, load_split
-from loramerge.repro.suites.evaluation import count_hits
 from loramerge.repro.suites.clip.hubdata import knots_split, read_numpy_permutation
 from loramerge.repro.suites.clip.zeroshot import joint_head, load_joint_head, read_class_names, save_joint_head
+from loramerge.repro.suites.evaluation import count_hits
 
 
 def offline_env(root: Path) -> dict[str, str]:
@@ -65,7 +67,45 @@ def test_paper_config_dry_runs_to_the_full_dag(tmp_path):
     assert counts["fetch_permutation"] == 5 and counts["download_backbone"] == 1
     # 7 top-K/p methods: TA 1 + 5 × 10 top-K + 2 × 9 p × 3 seeds, and 11 hybrid α
     assert counts["merge"] == 1 + 5 * 10 + 2 * 27 + 11
-    assert counts["evaluate_merged"] == 9 and counts["evaluate_joint"] == 9
+    config = yaml.safe_load((ROOT / "config" / "paper-vit-b32.yaml").read_text())
+    assert counts["evaluate_merged"] == counts["evaluate_joint"] == evaluation_jobs(config) > 9
+    assert counts["gather_evaluations"] == 2 * 9
+
+
+def test_vit_l14_is_a_config_file_whose_dry_run_lists_its_whole_dag(tmp_path):
+    shutil.copytree(ROOT / "config" / "vit-b32", tmp_path / "config" / "vit-b32")  # the shared class names
+    config_path = ROOT / "config" / "paper-vit-l14.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    plans = build_plan(config)
+    output = snakemake(tmp_path, "--configfile", str(config_path), "-n").stdout
+    block = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = {match[1]: int(match[2]) for match in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M) if match[1] != "total"}
+    tasks = config["vision"]["tasks"]
+    assert counts == {
+        "download_backbone": 1,
+        "download_adapter": len(tasks),
+        "fetch_permutation": sum(spec["split"] == "permutation" for spec in tasks.values()),
+        "prepare_dataset": len(tasks),
+        "text_heads": len(tasks),
+        "evaluate_finetuned": len(tasks),
+        "decompose": 1,
+        "analyze": 1,
+        "merge": sum(len(plan.points) for plan in plans.values()),
+        "evaluate_merged": evaluation_jobs(config),
+        "gather_evaluations": len(plans),
+        "search": len(plans),
+        "finetuned_table": 1,
+        "table3": 1,
+        "table7": 1,
+        "energy_tables": 1,
+        "figure1": 1,
+        "figure2": 1,
+        "figure3": 1,
+        "all": 1,
+    }
+    assert counts["evaluate_merged"] > len(plans)  # points_per_job spreads a method over jobs
+    assert "results/vit-l14/search/hybrid.json" in output and "resources/vit-l14/adapters/cars" in output
+    assert "results/vit-b32" not in output and "resources/vit-b32" not in output
 
 
 def test_whole_paper_dag_runs_offline_on_the_fake_hub(paper_run):

@@ -3,6 +3,7 @@ rerun behaviour and determinism."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from workflow_runner import (
     ROOT,
     SMOKE_CONFIG,
     TABLES,
+    evaluation_jobs,
     expected_counts,
     job_counts,
     override,
@@ -33,7 +35,7 @@ def test_lint_passes():
 
 
 def test_snakefmt_check_passes():
-    files = [str(ROOT / "Snakefile"), *map(str, sorted((ROOT / "workflow").glob("*.smk")))]
+    files = [str(ROOT / "Snakefile"), *map(str, sorted((ROOT / "workflow").rglob("*.smk")))]
     result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -42,6 +44,15 @@ def test_snakefmt_check_passes():
 def test_dry_run_lists_the_expected_jobs(tmp_path, config_path):
     config = yaml.safe_load(config_path.read_text())
     assert job_counts(workdir_with(tmp_path, config_path)) == expected_counts(config)
+
+
+def test_points_per_job_spreads_a_methods_evaluation_over_jobs(tmp_path):
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config["evaluate"]["points_per_job"] = 1
+    counts = job_counts(workdir_with(tmp_path, config))
+    merges = sum(len(plan.points) for plan in build_plan(config).values())
+    assert counts == expected_counts(config) and counts["evaluate_merged"] == merges == evaluation_jobs(config)
+    assert counts["gather_evaluations"] == len(build_plan(config)) < merges
 
 
 def test_default_demo_runs_every_method_of_the_paper():
@@ -163,12 +174,30 @@ def test_adding_an_alpha_reruns_only_what_depends_on_it(smoke_runs, tmp_path):
     assert job_counts(smoke_runs[0], "--configfile", extra) == {
         "merge": 1,
         "evaluate_merged": 1,
+        "gather_evaluations": 1,
         "search": 1,
         "table3": 1,
         "table7": 1,
         "figure3": 1,
         "all": 1,
     }
+
+
+def test_one_job_per_point_gives_the_same_evaluations_and_search(smoke_runs, tmp_path):
+    """The evaluation of one method, rerun with every point in a job of its own, in a copy of the first run."""
+    first = smoke_runs[0]
+    copy = shutil.copytree(first, tmp_path / "copy", symlinks=True)
+    extra = override(tmp_path, "per_point", {"evaluate": {"points_per_job": 1}})
+    method, results = "ties", Path("results") / "demo"
+    snakemake(copy, "--configfile", extra, str(results / "search" / f"{method}.json"))
+    parts = sorted(path.name for path in (copy / results / "eval_parts" / method).iterdir())
+    points = sorted((first / results / "eval" / method).glob("*.json"))
+    assert len(parts) == len(points) > 1
+    for path in points:
+        assert path.read_bytes() == (copy / results / "eval" / method / path.name).read_bytes(), path
+    search = results / "search" / f"{method}.json"
+    assert (first / search).read_bytes() == (copy / search).read_bytes()
+    assert (copy / search).stat().st_mtime > (first / search).stat().st_mtime  # it did run again
 
 
 def test_changing_one_tasks_training_reruns_that_adapter_and_its_downstream(smoke_runs, tmp_path):
