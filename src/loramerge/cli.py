@@ -15,7 +15,7 @@ from loramerge.bases.cache import load_decomposition, save_decomposition
 from loramerge.bases.decompose import KNOTS_SVD_TOL, decompose
 from loramerge.errors import LoramergeError, ParameterError
 from loramerge.io import atomic_directory
-from loramerge.methods import METHODS
+from loramerge.methods.catalog import CATALOG
 
 # flag -> parameter name; only the flags given on the command line reach the method, the rest keep its defaults.
 PARAMETER_FLAGS = {
@@ -32,7 +32,7 @@ PARAMETER_FLAGS = {
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loramerge", description="Exact, fast merging of LoRA adapters.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("methods", help="list the registered merge methods")
+    commands.add_parser("methods", help="list the merge methods")
 
     merge = commands.add_parser("merge", help="merge adapters into a peft adapter or a dense delta")
     merge.add_argument("--method", required=True, help="a name from `loramerge methods`")
@@ -170,9 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "methods":
-            width = max(map(len, METHODS))
-            for name, method in sorted(METHODS.items()):
-                print(f"{name:<{width}}  {method.summary}")
+            width = max(map(len, CATALOG))
+            for name, facts in sorted(CATALOG.items()):
+                print(f"{name:<{width}}  {facts.summary}")
         elif args.command == "merge":
             _merge(args)
         elif args.command == "decompose":
