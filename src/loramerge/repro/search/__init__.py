@@ -12,7 +12,7 @@ A *setting* is one merged model at one scale: the structural parameters of the m
   writes as JSON and the report reads back (:func:`read_selection`).
 """
 
-from loramerge.repro.search.chosen import AccuracySplit, Chosen, HitsSplit, Step
+from loramerge.repro.search.chosen import AccuracySplit, AccuracySpread, Chosen, HitsSplit, HitsSpread, Replicate, Step
 from loramerge.repro.search.records import (
     Finetuned,
     ParamValue,
@@ -52,14 +52,17 @@ __all__ = [
     "RULES",
     "SCALE_PARAM",
     "AccuracySplit",
+    "AccuracySpread",
     "Chosen",
     "Finetuned",
     "GreedyResult",
     "HitsSplit",
+    "HitsSpread",
     "JointScores",
     "JointSelection",
     "ParamValue",
     "PathLike",
+    "Replicate",
     "ReplicatedScores",
     "Scores",
     "Selection",

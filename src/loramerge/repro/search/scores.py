@@ -1,13 +1,13 @@
 """The scores of one setting on one split: normalised per-task accuracy, joint Hits@k, and means over replicates.
 
-Per-task scores (§5.1 of the protocol): ``norm_task = 100 · acc_task / base_task`` and the setting's score is the
-unweighted mean of ``norm_task`` over tasks (a mean of ratios, not a ratio of means). ``base_task`` is the fine-tuned
-model's *test* accuracy of that task, also when the split scored is validation: measured here by evaluating each
-adapter alone (``normalize_by="measured"``), or the values the paper's source published (``"published"``).
+Per-task scores (`docs/protocol.md` §5.1): ``norm_task = 100 · acc_task / base_task`` and the setting's score is
+the unweighted mean of ``norm_task`` over tasks (a mean of ratios, not a ratio of means). ``base_task`` is the
+fine-tuned model's *test* accuracy of that task, also when the split scored is validation: measured here by evaluating
+each adapter alone (``normalize_by="measured"``), or the values the paper's source published (``"published"``).
 
-Joint scores (§5.2): every task's samples are ranked against the union of all label spaces. Per task,
-``Top-k = hits_k / N_task``; the score is the pooled ``Hits@k = Σ_task hits_k / Σ_task N_task`` (so large datasets
-weigh more), both in percent.
+Joint scores (`docs/protocol.md` §5.2): every task's samples are ranked against the union of all label spaces. Per
+task, ``Top-k = hits_k / N_task``; the score is the pooled ``Hits@k = Σ_task hits_k / Σ_task N_task`` (so large
+datasets weigh more), both in percent.
 
 Replicates: settings that differ only in a replicate parameter (a DARE seed) are one setting. Its score on a split is
 the mean over replicates of each replicate's score, each per-task (and pooled) number is the mean over replicates, and

@@ -1,5 +1,6 @@
-"""The two searches over a :class:`~loramerge.repro.search.settings.SettingTable`: KnOTS's greedy linear search and
-the full-grid argmax. Both only ever look at one split (validation); test numbers are read for the chosen setting.
+"""The two searches over a :class:`~loramerge.repro.search.settings.SettingTable`: KnOTS's greedy linear search
+(`docs/protocol.md` §6.1) and the full-grid argmax. Both only ever look at one split (validation); test numbers are
+read for the chosen setting.
 """
 
 from __future__ import annotations
