@@ -12,6 +12,7 @@ import sys
 import sysconfig
 import tomllib
 import venv
+import zipfile
 from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 
@@ -166,6 +167,9 @@ def test_the_bare_package_merges_in_an_environment_with_only_the_core_dependenci
     built = _run(*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "wheel", source)
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "wheel").glob("loramerge-*.whl")
+    packaged = set(zipfile.ZipFile(wheel).namelist())
+    published = {p.relative_to(ROOT / "src").as_posix() for p in (REPRO / "report" / "paper").glob("*/*.csv")}
+    assert published and published <= packaged  # the paper's tables travel with loramerge.repro
     installed = _run(*pip, "--python", python, "install", "--no-deps", "--no-index", wheel)
     assert installed.returncode == 0, installed.stderr
 
