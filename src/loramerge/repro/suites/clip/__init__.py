@@ -1,1 +1,2 @@
-"""CLIP suites (the KnOTS ViT adapters): hub inputs, KnOTS splits, zero-shot text heads, evaluation."""
+"""CLIP suites (kind `clip`, the KnOTS ViT adapters): the suite class, the CLIP vision tower, hub inputs and KnOTS
+splits, zero-shot text heads."""
