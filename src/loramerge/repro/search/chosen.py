@@ -144,7 +144,7 @@ def _by_k(values: Mapping[int, Any]) -> dict[str, Any]:
 def _read_by_k(reader: JsonReader, value: Any, where: str, nullable: bool) -> dict[int, Any]:
     numbers = reader.numbers(value, where, nullable=nullable)
     for key in numbers:
-        if not key.isdigit() or str(int(key)) != key:
+        if not (key.isascii() and key.isdigit()) or str(int(key)) != key:
             raise reader.fail(f"{where}.{key}", "must be keyed by k, a whole number")
     return {int(key): number for key, number in numbers.items()}
 

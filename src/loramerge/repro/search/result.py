@@ -116,7 +116,10 @@ def _common_fields(
     replicates = None
     if "replicates" in top:
         replicates = {
-            name: [reader.param(item, f"replicates.{name}[{i}]") for i, item in enumerate(reader.array(values, name))]
+            name: [
+                reader.param(item, f"replicates.{name}[{i}]")
+                for i, item in enumerate(reader.array(values, f"replicates.{name}"))
+            ]
             for name, values in reader.mapping(top["replicates"], "replicates").items()
         }
     path = reader.array(top["greedy_path"], "greedy_path")
