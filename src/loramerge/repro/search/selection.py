@@ -41,6 +41,8 @@ def chosen_setting(
     test_split: str = "test",
 ) -> Chosen:
     """One setting's record: its parameters as the evaluation files spell them, and its validation and test scores."""
+    # The scores define their JSON form (replicate means, spreads); reading it through the record's checks keeps that
+    # one definition instead of a second, typed copy of the averaging.
     reader = JsonReader(f"{table.method} setting")
     return Chosen(
         dict(sorted(table.stored_params(params).items())),
