@@ -16,7 +16,6 @@ from loramerge.repro.plan import (
     build_plan,
     code_hash,
     derive_seed,
-    finetune_settings,
     point_name,
     tuned_branch_params,
 )
@@ -66,13 +65,14 @@ def test_mix_with_tuned_branches_is_planned_like_the_hybrid():
     }
     mix = build_plan(config)["mix"]
     assert mix.branches == {"first": "knots_ties", "second": "ties"}
-    assert mix.lambdas == [1.0] and not mix.uses_decomposition
+    assert mix.lambdas == [1.0] and mix.uses_decomposition  # its knots_ties branch reads the cached bases
     assert [point["alpha"] for point in mix.points.values()] == [0.0, 0.5, 1.0]
     assert all(point["first"] == "knots_ties" and point["second"] == "ties" for point in mix.points.values())
     untuned = {"fixed": {"first": "ta", "second": "ties"}, "grid": {"alpha": [0.5]}, "order": ["lam", "alpha"]}
     config["merge"]["methods"]["mix"] = untuned
     config["merge"]["methods"]["mix"]["defaults"] = {"alpha": 0.5}
     assert build_plan(config)["mix"].branches == {}
+    assert not build_plan(config)["mix"].uses_decomposition  # neither ta nor ties reads the bases
 
 
 @pytest.mark.parametrize(
@@ -99,14 +99,6 @@ def test_inconsistent_settings_name_their_key(edit, key):
     edit(config["merge"])
     with pytest.raises(ConfigError, match=f"config key '{key}"):
         build_plan(config)
-
-
-def test_per_task_overrides_apply_to_that_task_only():
-    config = copy.deepcopy(CONFIG)
-    config["demo"]["finetune"]["per_task"] = {"shapes": {"steps": 7}}
-    assert finetune_settings(config, "shapes")["steps"] == 7
-    assert finetune_settings(config, "digits")["steps"] == CONFIG["demo"]["finetune"]["steps"]
-    assert "per_task" not in finetune_settings(config, "digits")
 
 
 def test_derived_seeds_differ_per_stream_and_repeat():

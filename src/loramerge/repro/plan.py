@@ -63,7 +63,9 @@ class MethodPlan:
 
     @property
     def uses_decomposition(self) -> bool:
-        return self.facts.needs_decomposition()
+        """Whether its merges read the cached bases: it needs them, or one of its branch methods does."""
+        branch_methods = {*self.branches.values(), *(self.defaults.get(p) for p in self.facts.branch_prefixes or ())}
+        return any(CATALOG[name].needs_decomposition() for name in {self.method, *branch_methods} if name in CATALOG)
 
     def search_spec(self) -> dict[str, Any]:
         spec = {"order": self.order, "grids": self.grids, "defaults": self.defaults}
