@@ -189,7 +189,7 @@ def test_one_job_per_point_gives_the_same_evaluations_and_search(smoke_runs, tmp
     copy = shutil.copytree(first, tmp_path / "copy", symlinks=True)
     extra = override(tmp_path, "per_point", {"evaluate": {"points_per_job": 1}})
     method, results = "ties", Path("results") / "demo"
-    snakemake(copy, "--configfile", extra, str(results / "search" / f"{method}.json"))
+    snakemake(copy, str(results / "search" / f"{method}.json"), "--configfile", extra)  # --configfile takes a list
     parts = sorted(path.name for path in (copy / results / "eval_parts" / method).iterdir())
     points = sorted((first / results / "eval" / method).glob("*.json"))
     assert len(parts) == len(points) > 1
