@@ -1,12 +1,10 @@
-from pathlib import Path
-
 from loramerge.atomic import write_json
 from loramerge.repro.jobs import job_log
-from loramerge.repro.search import RULES, select_joint
+from loramerge.repro.search import RULES, evaluation_files, select_joint
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     spec, joint = snakemake.params.spec, snakemake.params.joint
-    evaluations = sorted(Path(snakemake.input.evaluations).glob("*.json"))
+    evaluations = evaluation_files(snakemake.input.evaluations)
     selection = select_joint(
         evaluations,
         spec["order"],

@@ -3,11 +3,17 @@ from pathlib import Path
 from loramerge.repro.jobs import job_log
 from loramerge.repro.report.render import write_table
 from loramerge.repro.report.table7 import table7_alpha_sweep
-from loramerge.repro.search import build_setting_table, load_evaluations, load_finetuned, normalisation_base
+from loramerge.repro.search import (
+    build_setting_table,
+    evaluation_files,
+    load_evaluations,
+    load_finetuned,
+    normalisation_base,
+)
 
 with job_log(snakemake.log[0], snakemake.threads):
     params = snakemake.params
-    evaluations = load_evaluations(sorted(Path(snakemake.input.evaluations).glob("*.json")))
+    evaluations = load_evaluations(evaluation_files(snakemake.input.evaluations))
     finetuned = load_finetuned(snakemake.input.finetuned)
     base = normalisation_base(finetuned, params.normalize_by, params.published)
     settings = build_setting_table(evaluations, finetuned, base=base)

@@ -85,7 +85,6 @@ def expected_counts(config: dict) -> dict[str, int]:
         "analyze": 1,
         "merge": merges,
         "evaluate_merged": evaluation_jobs(config),
-        "gather_evaluations": len(plans),
         "search": len(plans),
         "finetuned_table": 1,
         "table3": 1,

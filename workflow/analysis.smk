@@ -17,6 +17,6 @@ rule analyze:
             if config["analysis"]["rank"]
             else ""
         ),
-        code=CODE["merge"],
+        code=CLI_CODE,
     shell:
         "loramerge analyze --adapters {input} --out {output} {params.rank} 2> {log}"

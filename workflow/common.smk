@@ -3,8 +3,8 @@
 from snakemake.utils import validate
 
 from loramerge.errors import LoramergeError
-from loramerge.repro.jobs import gather_files
-from loramerge.repro.plan import build_plan, code_hash, derive_seed
+from loramerge.repro.codehash import code_hash
+from loramerge.repro.plan import build_plan, derive_seed
 from loramerge.repro.suites.base import load_suite
 
 validate(config, schema="schemas/config.schema.yaml")
@@ -19,45 +19,17 @@ SUITE = SUITE_SPEC.name
 TASKS = SUITE_SPEC.tasks
 SPLITS = ["train", "val", "test"]
 EVAL_SPLITS = ["val", "test"]
-LIBRARY = f"{workflow.basedir}/src/loramerge"
-CODE = {
-    "vision": code_hash(
-        [
-            f"{LIBRARY}/repro/suites",
-            f"{LIBRARY}/repro/splits.py",
-            f"{LIBRARY}/repro/heads.py",
-            f"{LIBRARY}/repro/jobs.py",
-        ]
-    ),
-    "merge": code_hash(
-        [
-            f"{LIBRARY}/{name}"
-            for name in (
-                "adapters.py",
-                "api.py",
-                "atomic.py",
-                "cli.py",
-                "io.py",
-                "params.py",
-                "updates.py",
-                "bases",
-                "ties",
-                "methods",
-                "repro/jobs.py",
-            )
-        ]
-    ),
-    "hub": code_hash(
-        [
-            f"{LIBRARY}/repro/hub.py",
-            f"{LIBRARY}/adapters.py",
-            f"{LIBRARY}/repro/suites/clip/hubdata.py",
-            f"{LIBRARY}/repro/splits.py",
-        ]
-    ),
-    "search": code_hash([f"{LIBRARY}/repro/search"]),
-    "report": code_hash([f"{LIBRARY}/repro/report"]),
-}
+
+
+def script_code(script):
+    """Rerun trigger of a rule: a hash of its script and of every loramerge module the script imports, over the code
+    with comments and docstrings removed (so a comment edit reruns nothing) and the data files shipped beside it.
+    """
+    return code_hash([f"scripts/{script}"], root=workflow.basedir)
+
+
+# Rules that run the `loramerge` console script (decompose, analyze).
+CLI_CODE = code_hash(["loramerge.cli"], root=workflow.basedir)
 DEVICE_GPUS = 1 if config["device"] == "cuda" else 0
 # Merged points per evaluation job (null: all points of a method in one job; each job loads the model once).
 POINTS_PER_JOB = config["evaluate"]["points_per_job"]
@@ -70,7 +42,6 @@ wildcard_constraints:
     method="|".join(PLANS),
     point=r"[A-Za-z0-9_.~\-]+",
     part=r"part\d+",
-    evaluation="eval|joint",
 
 
 def adapter_dirs(wildcards):
@@ -127,13 +98,14 @@ def part_merges(wildcards):
     )
 
 
-def evaluation_parts(wildcards):
-    return expand(
-        "results/{suite}/{evaluation}_parts/{method}/{part}",
+def method_evaluations(evaluation, method=None):
+    """The evaluation folders (one per job) of a method, or of the rule's {method}: `eval` (per task) or `joint`."""
+    return lambda wildcards: expand(
+        "results/{suite}/{evaluation}/{method}/{part}",
         suite=wildcards.suite,
-        evaluation=wildcards.evaluation,
-        method=wildcards.method,
-        part=eval_parts(wildcards.method),
+        evaluation=evaluation,
+        method=method or wildcards.method,
+        part=eval_parts(method or wildcards.method),
     )
 
 

@@ -20,7 +20,7 @@ rule decompose:
             if config["decompose"]["cur_rank"]
             else ""
         ),
-        code=CODE["merge"],
+        code=CLI_CODE,
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} loramerge decompose --adapters {input} "
         "--out {output} --svd-tol {params.svd_tol} {params.cur_rank} 2> {log}"

@@ -1,7 +1,7 @@
 # Evaluation: each fine-tuned adapter alone (the normalisation base), and every merged model on every task's
 # validation and test split with that task's head, at every λ of the method's search. One job evaluates a chunk of a
 # method's merges (`evaluate.points_per_job`; one JSON per merge) with one model load, since start-up (importing
-# torch and transformers, loading the backbone) would otherwise dominate; the chunks are then gathered per method.
+# torch and transformers, loading the backbone) would otherwise dominate; the chunks are then read together by the method's search.
 # The suite's kind (a param) says how its backbone loads and encodes.
 
 
@@ -28,7 +28,7 @@ rule evaluate_finetuned:
         batch_size=config["evaluate"]["batch_size"],
         threads=config["evaluate"]["threads"],
         device=config["device"],
-        code=CODE["vision"],
+        code=script_code("evaluate_finetuned.py"),
     script:
         "../scripts/evaluate_finetuned.py"
 
@@ -40,7 +40,7 @@ rule evaluate_merged:
         heads=head_files,
         data=eval_data,
     output:
-        directory("results/{suite}/eval_parts/{method}/{part}"),
+        directory("results/{suite}/eval/{method}/{part}"),
     log:
         "logs/{suite}/evaluate_merged/{method}.{part}.log",
     benchmark:
@@ -59,7 +59,7 @@ rule evaluate_merged:
         batch_size=config["evaluate"]["batch_size"],
         threads=config["evaluate"]["threads"],
         device=config["device"],
-        code=CODE["vision"],
+        code=script_code("evaluate_merged.py"),
     script:
         "../scripts/evaluate_merged.py"
 
@@ -76,7 +76,7 @@ rule joint_head:
     params:
         tasks=TASKS,
         shared=SUITE_SPEC.joint_shared(),
-        code=CODE["vision"],
+        code=script_code("joint_head.py"),
     script:
         "../scripts/joint_head.py"
 
@@ -88,7 +88,7 @@ rule evaluate_joint:
         joint_head="resources/{suite}/heads/joint.safetensors",
         data=eval_data,
     output:
-        directory("results/{suite}/joint_parts/{method}/{part}"),
+        directory("results/{suite}/joint/{method}/{part}"),
     log:
         "logs/{suite}/evaluate_joint/{method}.{part}.log",
     benchmark:
@@ -108,18 +108,6 @@ rule evaluate_joint:
         batch_size=config["evaluate"]["batch_size"],
         threads=config["evaluate"]["threads"],
         device=config["device"],
-        code=CODE["vision"],
+        code=script_code("evaluate_joint.py"),
     script:
         "../scripts/evaluate_joint.py"
-
-
-rule gather_evaluations:
-    input:
-        evaluation_parts,
-    output:
-        directory("results/{suite}/{evaluation}/{method}"),
-    log:
-        "logs/{suite}/gather_evaluations/{evaluation}/{method}.log",
-    localrule: True
-    run:
-        gather_files(input, output[0])

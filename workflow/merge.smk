@@ -17,8 +17,10 @@ rule merge:
     params:
         point=lambda wildcards: PLANS[wildcards.method].points[wildcards.point],
         branches=lambda wildcards: PLANS[wildcards.method].branches,
-        branch_params=lambda wildcards: list(PLANS[wildcards.method].facts.branch_params),
+        branch_params=lambda wildcards: list(
+            PLANS[wildcards.method].facts.branch_params
+        ),
         branch_selection=config["search"]["selection"],
-        code=CODE["merge"],
+        code=script_code("merge.py"),
     script:
         "../scripts/merge.py"

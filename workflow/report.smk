@@ -1,19 +1,7 @@
 # The paper's tables and figures, each a CSV + Markdown + LaTeX triple or a PNG + PDF pair, all in the HTML report.
 # With `report.paper`, every table puts the paper's published numbers and the difference beside ours.
 
-import hashlib
-from pathlib import Path
-
 PAPER = config["report"]["paper"]
-# Content hash of the paper's tables shipped in the library: CODE["report"] hashes only its Python files, and a
-# corrected published number must rerun the tables that show it.
-PAPER_DATA = None
-if PAPER is not None:
-    paper_digest = hashlib.sha256()
-    for paper_file in sorted(Path(LIBRARY, "repro", "report", "paper", PAPER).glob("*.csv")):
-        paper_digest.update(paper_file.name.encode())
-        paper_digest.update(paper_file.read_bytes())
-    PAPER_DATA = paper_digest.hexdigest()[:16]
 
 TABLE_EXTENSIONS = ["csv", "md", "tex"]
 FINAL_TABLES = [
@@ -64,7 +52,7 @@ rule finetuned_table:
         tasks=TASKS,
         published=published_finetuned(),
         normalize_by=NORMALIZE_BY,
-        code=CODE["report"],
+        code=script_code("finetuned_table.py"),
     script:
         "../scripts/finetuned_table.py"
 
@@ -89,8 +77,7 @@ rule table3:
         methods=list(PLANS),
         tasks=TASKS,
         paper=PAPER,
-        paper_data=PAPER_DATA,
-        code=CODE["report"],
+        code=script_code("table3.py"),
     script:
         "../scripts/table3.py"
 
@@ -125,15 +112,14 @@ rule joint_tables:
         methods=list(PLANS),
         tasks=TASKS,
         paper=PAPER,
-        paper_data=PAPER_DATA,
-        code=CODE["report"],
+        code=script_code("tables_joint.py"),
     script:
         "../scripts/tables_joint.py"
 
 
 rule table7:
     input:
-        evaluations="results/{suite}/eval/hybrid",
+        evaluations=method_evaluations("eval", "hybrid"),
         search="results/{suite}/search/hybrid.json",
         finetuned=finetuned_results,
     output:
@@ -153,8 +139,7 @@ rule table7:
         normalize_by=NORMALIZE_BY,
         published=PUBLISHED_BASE,
         paper=PAPER,
-        paper_data=PAPER_DATA,
-        code=CODE["report"],
+        code=script_code("table7.py"),
     script:
         "../scripts/table7.py"
 
@@ -183,8 +168,7 @@ rule energy_tables:
         "../envs/report.yaml"
     params:
         paper=PAPER,
-        paper_data=PAPER_DATA,
-        code=CODE["report"],
+        code=script_code("energy_tables.py"),
     script:
         "../scripts/energy_tables.py"
 
@@ -204,7 +188,7 @@ rule figure1:
     conda:
         "../envs/report.yaml"
     params:
-        code=CODE["report"],
+        code=script_code("figure1.py"),
     script:
         "../scripts/figure1.py"
 
@@ -227,7 +211,7 @@ rule figure2:
     params:
         selection=config["search"]["selection"],
         tasks=TASKS,
-        code=CODE["report"],
+        code=script_code("figure2.py"),
     script:
         "../scripts/figure2.py"
 
@@ -249,6 +233,6 @@ rule figure3:
         "../envs/report.yaml"
     params:
         selection=config["search"]["selection"],
-        code=CODE["report"],
+        code=script_code("figure3.py"),
     script:
         "../scripts/figure3.py"

@@ -12,7 +12,7 @@ PUBLISHED_BASE = published_finetuned() if NORMALIZE_BY == "published" else {}
 
 rule search:
     input:
-        evaluations="results/{suite}/eval/{method}",
+        evaluations=method_evaluations("eval"),
         finetuned=finetuned_results,
     output:
         "results/{suite}/search/{method}.json",
@@ -25,14 +25,14 @@ rule search:
         tasks=TASKS,
         normalize_by=NORMALIZE_BY,
         published=PUBLISHED_BASE,
-        code=CODE["search"],
+        code=script_code("search.py"),
     script:
         "../scripts/search.py"
 
 
 rule search_joint:
     input:
-        evaluations="results/{suite}/joint/{method}",
+        evaluations=method_evaluations("joint"),
     output:
         "results/{suite}/search_joint/{method}.json",
     log:
@@ -43,6 +43,6 @@ rule search_joint:
         spec=lambda wildcards: PLANS[wildcards.method].search_spec(),
         joint=JOINT,
         tasks=TASKS,
-        code=CODE["search"],
+        code=script_code("search_joint.py"),
     script:
         "../scripts/search_joint.py"

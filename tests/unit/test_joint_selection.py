@@ -219,8 +219,10 @@ class Files(list):
     """What a script sees as ``snakemake.input``/``output``: the files in order, the named ones also as attributes."""
 
     def __init__(self, *files: object, **named: object) -> None:
-        super().__init__([*map(str, files), *map(str, named.values())])
-        self.__dict__.update({name: str(value) for name, value in named.items()})
+        named = {name: [*map(str, value)] if isinstance(value, list) else str(value) for name, value in named.items()}
+        flat = [item for value in named.values() for item in (value if isinstance(value, list) else [value])]
+        super().__init__([*map(str, files), *flat])
+        self.__dict__.update(named)
 
 
 def run_script(name: str, tmp_path: Path, *, input: Files, output: Files, **params) -> None:
@@ -255,7 +257,7 @@ def test_joint_scripts_from_evaluation_files_to_tables_5_and_9(tmp_path: Path):
         run_script(
             "search_joint.py",
             tmp_path,
-            input=Files(evaluations=folder),
+            input=Files(evaluations=[folder]),  # one folder per evaluation job
             output=Files(searches[-1]),
             spec=spec,
             joint={"ks": KS, "select_k": 3},

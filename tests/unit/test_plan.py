@@ -14,7 +14,6 @@ from loramerge.methods import get_method
 from loramerge.repro.plan import (
     ConfigError,
     build_plan,
-    code_hash,
     derive_seed,
     point_name,
     tuned_branch_params,
@@ -106,18 +105,6 @@ def test_derived_seeds_differ_per_stream_and_repeat():
     assert (
         len({derive_seed(0, "data", "digits"), derive_seed(0, "data", "shapes"), derive_seed(1, "data", "digits")}) == 3
     )
-
-
-def test_code_hash_follows_content_not_location(tmp_path):
-    for name in ("a", "b"):
-        (tmp_path / name / "pkg").mkdir(parents=True)
-        (tmp_path / name / "pkg" / "m.py").write_text("x = 1\n")
-    first, second = (code_hash([tmp_path / name / "pkg"]) for name in ("a", "b"))
-    assert first == second
-    (tmp_path / "b" / "pkg" / "m.py").write_text("x = 2\n")
-    assert code_hash([tmp_path / "b" / "pkg"]) != first
-    with pytest.raises(ConfigError, match="no library code"):
-        code_hash([tmp_path / "missing"])
 
 
 def test_hybrid_branches_take_the_chosen_settings():

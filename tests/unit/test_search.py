@@ -14,6 +14,7 @@ import pytest
 from loramerge.repro.search import (
     SelectionError,
     build_setting_table,
+    evaluation_files,
     greedy_select,
     grid_select,
     load_evaluations,
@@ -448,3 +449,19 @@ def test_missing_or_unknown_replicates_are_errors_naming_the_setting():
     ).to_json()
     assert one_seed["grid"]["val"]["std"]["mean"] is None  # ddof=1 over one replicate is undefined
     assert json.loads(json.dumps(one_seed, allow_nan=False)) == one_seed
+
+
+def test_evaluation_files_come_from_every_job_folder_in_point_order(tmp_path):
+    first, second = tmp_path / "part0", tmp_path / "part1"
+    for folder, names in ((first, ["top_k~50", "top_k~10"]), (second, ["top_k~20"])):
+        folder.mkdir()
+        for name in names:
+            (folder / f"{name}.json").write_text("{}")
+    assert [path.name for path in evaluation_files([second, first])] == [
+        "top_k~10.json",
+        "top_k~20.json",
+        "top_k~50.json",
+    ]
+    (second / "top_k~50.json").write_text("{}")
+    with pytest.raises(SelectionError, match="top_k~50' was also evaluated in"):
+        evaluation_files([first, second])

@@ -69,7 +69,7 @@ def test_paper_config_dry_runs_to_the_full_dag(tmp_path):
     assert counts["merge"] == 1 + 5 * 10 + 2 * 27 + 11
     config = yaml.safe_load((ROOT / "config" / "paper-vit-b32.yaml").read_text())
     assert counts["evaluate_merged"] == counts["evaluate_joint"] == evaluation_jobs(config) > 9
-    assert counts["gather_evaluations"] == 2 * 9
+    assert "gather_evaluations" not in counts  # the searches read the evaluation jobs' folders directly
 
 
 def test_vit_l14_is_a_config_file_whose_dry_run_lists_its_whole_dag(tmp_path):
@@ -92,7 +92,6 @@ def test_vit_l14_is_a_config_file_whose_dry_run_lists_its_whole_dag(tmp_path):
         "analyze": 1,
         "merge": sum(len(plan.points) for plan in plans.values()),
         "evaluate_merged": evaluation_jobs(config),
-        "gather_evaluations": len(plans),
         "search": len(plans),
         "finetuned_table": 1,
         "table3": 1,

@@ -18,7 +18,7 @@ rule download_backbone:
     params:
         repo=SUITE_SPEC.settings["backbone"]["repo"],
         lock=SUITE_SPEC.lock,
-        code=CODE["hub"],
+        code=script_code("download_backbone.py"),
     script:
         "../../scripts/download_backbone.py"
 
@@ -35,7 +35,7 @@ rule download_adapter:
     params:
         repo=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task]["adapter"],
         lock=SUITE_SPEC.lock,
-        code=CODE["hub"],
+        code=script_code("download_adapter.py"),
     script:
         "../../scripts/download_adapter.py"
 
@@ -52,7 +52,7 @@ rule fetch_permutation:
     params:
         url=lambda wildcards: SUITE_SPEC.permutation_url(wildcards.task),
         lock=SUITE_SPEC.lock,
-        code=CODE["hub"],
+        code=script_code("fetch_permutation.py"),
     script:
         "../../scripts/fetch_permutation.py"
 
@@ -87,7 +87,7 @@ rule prepare_dataset:
             config["seed"], "holdout", wildcards.task
         ),
         lock=SUITE_SPEC.lock,
-        code=CODE["hub"],
+        code=script_code("prepare_dataset.py"),
     script:
         "../../scripts/prepare_dataset.py"
 
@@ -111,6 +111,6 @@ rule text_heads:
             "templates"
         ],
         device=config["device"],
-        code=CODE["vision"],
+        code=script_code("text_heads.py"),
     script:
         "../../scripts/text_heads.py"

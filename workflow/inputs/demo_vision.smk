@@ -17,7 +17,7 @@ rule pretrain_data:
         images_per_source=SUITE_SPEC.settings["pretrain"]["images_per_source"],
         image_size=SUITE_SPEC.settings["image_size"],
         seed=derive_seed(config["seed"], "pretrain-data"),
-        code=CODE["vision"],
+        code=script_code("pretrain_data.py"),
     script:
         "../../scripts/pretrain_data.py"
 
@@ -35,7 +35,7 @@ rule task_data:
         spec=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task],
         image_size=SUITE_SPEC.settings["image_size"],
         seed=lambda wildcards: derive_seed(config["seed"], "task-data", wildcards.task),
-        code=CODE["vision"],
+        code=script_code("task_data.py"),
     script:
         "../../scripts/task_data.py"
 
@@ -60,7 +60,7 @@ rule pretrain_backbone:
         pretrain=SUITE_SPEC.settings["pretrain"],
         seed=derive_seed(config["seed"], "pretrain"),
         device=config["device"],
-        code=CODE["vision"],
+        code=script_code("pretrain_backbone.py"),
     script:
         "../../scripts/pretrain_backbone.py"
 
@@ -85,6 +85,6 @@ rule finetune_adapter:
         settings=lambda wildcards: SUITE_SPEC.finetune_settings(wildcards.task),
         seed=lambda wildcards: derive_seed(config["seed"], "finetune", wildcards.task),
         device=config["device"],
-        code=CODE["vision"],
+        code=script_code("finetune_adapter.py"),
     script:
         "../../scripts/finetune_adapter.py"

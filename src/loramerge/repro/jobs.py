@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -69,22 +68,3 @@ def pick_device(
     index = gpus.acquire_gpu(devices, directory, logger)
     logger.info("device: cuda:%d (GPU %s of %d visible, lock in %s)", index, devices[index], len(devices), directory)
     return f"cuda:{index}"
-
-
-def gather_files(folders: Sequence[str | Path], target: str | Path, pattern: str = "*.json") -> list[Path]:
-    """Every `pattern` file of `folders` in one `target` folder, as hard links where the file system allows (copies
-    otherwise): evaluation jobs write one folder per chunk of points, the search reads one folder per method."""
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    gathered = []
-    for folder in map(Path, folders):
-        for source in sorted(folder.glob(pattern)):
-            destination = target / source.name
-            if destination.exists():
-                raise FileExistsError(f"{destination}: {source.name} is in two of the gathered folders")
-            try:
-                os.link(source, destination)
-            except OSError:
-                shutil.copy2(source, destination)
-            gathered.append(destination)
-    return gathered

@@ -10,7 +10,6 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from loramerge.errors import LoramergeError
@@ -181,21 +180,6 @@ def derive_seed(root: int, *tags: str) -> int:
     """A seed for one random stream (e.g. `derive_seed(0, "data", "digits")`), independent of every other stream."""
     digest = hashlib.sha256(json.dumps([root, *tags]).encode()).digest()
     return int.from_bytes(digest[:4], "little")
-
-
-def code_hash(paths: Sequence[str | Path]) -> str:
-    """Content hash of library files, passed as a rule parameter: Snakemake's `code` trigger only sees the script
-    file itself, not the library code it calls, and content (unlike mtime) survives a `git checkout`. Names enter
-    relative to each given path, so the hash does not depend on where the repository is cloned."""
-    digest = hashlib.sha256()
-    for path in map(Path, paths):
-        files = [path] if path.is_file() else sorted(path.rglob("*.py"))
-        if not files:
-            raise ConfigError("code", f"{path}: no library code found")
-        for file in files:
-            digest.update(f"{path.name}/{file.relative_to(path).as_posix()}".encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def tuned_branch_params(

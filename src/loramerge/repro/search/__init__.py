@@ -18,6 +18,7 @@ from loramerge.repro.search.records import (
     ParamValue,
     PathLike,
     SelectionError,
+    evaluation_files,
     load_evaluations,
     load_finetuned,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "build_setting_table",
     "chosen_setting",
     "describe_setting",
+    "evaluation_files",
     "finetuned_base",
     "greedy_select",
     "grid_select",

@@ -12,7 +12,7 @@ Accuracy is ``correct / total`` when both are present (exact, whatever rounding 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,18 @@ def load_finetuned(paths: Iterable[PathLike]) -> dict[str, dict[str, float]]:
             splits[str(record["split"])] = record_accuracy(record, str(path))
         finetuned[task] = dict(sorted(splits.items()))
     return dict(sorted(finetuned.items()))
+
+
+def evaluation_files(folders: Sequence[PathLike]) -> list[Path]:
+    """The evaluation files of one method, in point order, from the folders its evaluation jobs wrote (one per chunk
+    of points, `evaluate.points_per_job`); a point evaluated in two of them is an error."""
+    files: dict[str, Path] = {}
+    for folder in map(Path, folders):
+        for path in folder.glob("*.json"):
+            if path.name in files:
+                raise SelectionError(f"{path}: point {path.stem!r} was also evaluated in {files[path.name].parent}")
+            files[path.name] = path
+    return [files[name] for name in sorted(files)]
 
 
 def load_evaluations(paths: Iterable[PathLike]) -> list[dict[str, Any]]:

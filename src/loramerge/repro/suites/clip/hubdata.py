@@ -4,7 +4,7 @@
   `CLIPModel` with its tokenizer (for the zero-shot text heads) and the `CLIPVisionModelWithProjection` the merged
   updates are applied to. Pickled weights are read with `weights_only=True` and re-saved as safetensors.
 - A KnOTS adapter (`adapter_config.json` + pickled `adapter_model.bin`) is validated and re-saved as safetensors.
-- An evaluation split is read from parquet files with `datasets`, split as KnOTS does (protocol §3: the first
+- An evaluation split is read from parquet files with `datasets`, split as KnOTS does (docs/protocol.md §3: the first
   int(0.2·N) entries of the shipped permutation are validation, the rest test, in permutation order; or the official
   validation and test splits), size-checked, and stored as uint8 CLIP crops (resize the short side, centre crop) so that
   evaluation only normalises on the device.
@@ -143,7 +143,7 @@ def load_permutation(path: str | Path) -> np.ndarray:
 
 
 def knots_split(permutation: np.ndarray, size: int, val_fraction: float, source: str) -> dict[str, np.ndarray]:
-    """{'val': first int(val_fraction·N) entries, 'test': the rest}, in permutation order (protocol §3)."""
+    """{'val': first int(val_fraction·N) entries, 'test': the rest}, in permutation order (docs/protocol.md §3)."""
     if len(permutation) != size or not np.array_equal(np.sort(permutation), np.arange(size)):
         raise DataError(source, f"the permutation is not a permutation of range({size}) (length {len(permutation)})")
     num_val = int(size * val_fraction)
@@ -200,7 +200,7 @@ def check_size(split: str, actual: int, expected: int, source: str) -> None:
     if actual != expected:
         raise DataError(
             source,
-            f"the {split} split has {actual} examples but the KnOTS protocol's is {expected} (knots-protocol §3); "
+            f"the {split} split has {actual} examples but the KnOTS protocol's is {expected} (docs/protocol.md §3); "
             "the dataset revision or split differs from the one the paper used",
         )
 

@@ -1,7 +1,7 @@
 """KnOTS zero-shot prompt templates for the eight ViT-B/32 vision tasks, as plain data.
 
 Transcribed string for string from gstoica27/KnOTS `dataset/templates.py` (stored copy at commit
-01a940c17162165f641a91506d4d319637275fa2, the only version of that file in the index; the protocol notes cite the
+01a940c17162165f641a91506d4d319637275fa2, the only version of that file in the index; `docs/protocol.md` cites the
 repository at `baa35e8`, whose full id could not be resolved offline). KnOTS writes each template as a lambda
 `lambda c: f'...{c}...'`; here each is the same text as a `str.format` pattern with the single field `{c}`, so
 `template.format(c=name)` reproduces the lambda's output exactly. No template was reconstructed.
@@ -9,7 +9,7 @@ repository at `baa35e8`, whose full id could not be resolved offline). KnOTS wri
 KnOTS keys its dict by dataset name (`stanford_cars`, ...); the families here are the short task names used across
 this project, with `cars` for `stanford_cars`. MNIST and SVHN share one template but keep separate families so
 that a task's family is always its own name. The head for a class is the normalised mean of the CLIP text
-embeddings of `prompts(family, classname)` (knots-protocol §2.1); the class names themselves live in
+embeddings of `prompts(family, classname)` (`docs/protocol.md` §2.1); the class names themselves live in
 `config/vit-b32/classnames/<task>.txt`.
 """
 

@@ -1,4 +1,4 @@
-"""CLIP zero-shot classification heads (KnOTS protocol §2.1) and the joint head over the union of label spaces.
+"""CLIP zero-shot classification heads (`docs/protocol.md` §2.1) and the joint head over the union of label spaces.
 
 A head row is the mean over templates of the L2-normalised text embeddings of one class, normalised again and scaled
 by CLIP's `logit_scale.exp()` (100 for OpenAI CLIP); each prompt is tokenised alone, without padding, as KnOTS does.
