@@ -22,13 +22,17 @@ FIGURES = ["fig1_overlap", "fig2_ur_vs_r", "fig3_alpha"]
 
 
 def snakemake(
-    workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    snakefile: Path = ROOT / "Snakefile",
 ) -> subprocess.CompletedProcess:
     # The rules call the `loramerge` console script, which lives next to this interpreter.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, "PATH": path, **(env or {})}
     command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
         "--workflow-profile", "none", "--cores", "2", *args,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -48,9 +52,9 @@ def workdir_with(tmp_path: Path, config: dict | Path) -> Path:
     return tmp_path
 
 
-def job_counts(workdir: Path, *args: str) -> dict[str, int]:
+def job_counts(workdir: Path, *args: str, snakefile: Path = ROOT / "Snakefile") -> dict[str, int]:
     """Jobs per rule that a run would execute, from the dry run's "Job stats" table ({} when nothing is to do)."""
-    result = snakemake(workdir, "--dry-run", "--quiet", "rules", *args)
+    result = snakemake(workdir, "--dry-run", "--quiet", "rules", *args, snakefile=snakefile)
     output = result.stdout + result.stderr
     if "Job stats:" not in output:
         assert "Nothing to be done" in output, output

@@ -182,6 +182,44 @@ def test_adding_an_alpha_reruns_only_what_depends_on_it(smoke_runs, tmp_path):
     }
 
 
+def _workflow_copy(tmp_path: Path) -> Path:
+    """The workflow and the library copied with their modification times, so that only the edits a test makes differ."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy2(ROOT / "Snakefile", repo / "Snakefile")
+    for folder in ("workflow", "scripts", "src", "envs"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return repo
+
+
+def test_code_edits_rerun_exactly_the_rules_whose_code_changed(smoke_runs, tmp_path):
+    """Each rule's code hash covers the modules its script imports, without comments and docstrings."""
+    repo = _workflow_copy(tmp_path)
+    snakefile = repo / "Snakefile"
+    assert job_counts(smoke_runs[0], snakefile=snakefile) == {}
+    trim = repo / "src" / "loramerge" / "ties" / "trim.py"
+    original = trim.read_text()
+    assert original.startswith('"""Exact k-th') and "\nSAMPLE_SEED = 0\n" in original
+    trim.write_text(original.replace('"""Exact k-th', '"""Exactly the k-th', 1) + "# a comment reruns nothing\n")
+    assert job_counts(smoke_runs[0], snakefile=snakefile) == {}
+
+    trim.write_text(original.replace("\nSAMPLE_SEED = 0\n", "\nSAMPLE_SEED = 1\n"))
+    counts = job_counts(smoke_runs[0], snakefile=snakefile)
+    expected = expected_counts(yaml.safe_load(SMOKE_CONFIG.read_text()))
+    # The merges (and the decomposition and analysis, through the CLI) use the trim; what reads them reruns too.
+    for rule in ("merge", "decompose", "analyze", "evaluate_merged", "search", "table3", "figure3"):
+        assert counts[rule] == expected[rule], rule
+    for rule in ("pretrain_data", "task_data", "pretrain_backbone", "finetune_adapter", "evaluate_finetuned"):
+        assert rule not in counts, rule
+
+    trim.write_text(original)
+    render = repo / "src" / "loramerge" / "repro" / "report" / "render.py"
+    render.write_text(render.read_text().replace('CSV_FLOAT_FORMAT = "%.4f"', 'CSV_FLOAT_FORMAT = "%.5f"'))
+    counts = job_counts(smoke_runs[0], snakefile=snakefile)
+    assert {"table3", "table7", "energy_tables", "finetuned_table"} <= set(counts)
+    assert not {"merge", "decompose", "evaluate_merged", "search", "finetune_adapter"} & set(counts), counts
+
+
 def test_one_job_per_point_gives_the_same_evaluations_and_search(smoke_runs, tmp_path):
     """The evaluation of one method, rerun with every point in a job of its own, in a copy of the first run."""
     first = smoke_runs[0]
