@@ -75,19 +75,15 @@ def evaluation_jobs(config: dict) -> int:
     return sum(-(-len(plan.points) // (size or len(plan.points))) for plan in build_plan(config).values())
 
 
-def expected_counts(config: dict) -> dict[str, int]:
+def shared_stage_counts(config: dict, tasks: int) -> dict[str, int]:
+    """Jobs per rule of the stages every suite shares (after its input rules), for a config with `tasks` tasks and
+    no joint evaluation."""
     plans = build_plan(config)
-    tasks = len(config["demo"]["tasks"])
-    merges = sum(len(plan.points) for plan in plans.values())
     return {
-        "pretrain_data": 1,
-        "task_data": tasks,
-        "pretrain_backbone": 1,
-        "finetune_adapter": tasks,
         "evaluate_finetuned": tasks,
         "decompose": 1,
         "analyze": 1,
-        "merge": merges,
+        "merge": sum(len(plan.points) for plan in plans.values()),
         "evaluate_merged": evaluation_jobs(config),
         "search": len(plans),
         "finetuned_table": 1,
@@ -99,3 +95,10 @@ def expected_counts(config: dict) -> dict[str, int]:
         "figure3": 1,
         "all": 1,
     }
+
+
+def expected_counts(config: dict) -> dict[str, int]:
+    """Jobs per rule of a whole demo run under `config`."""
+    tasks = len(config["demo"]["tasks"])
+    demo_inputs = {"pretrain_data": 1, "task_data": tasks, "pretrain_backbone": 1, "finetune_adapter": tasks}
+    return {**demo_inputs, **shared_stage_counts(config, tasks)}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from workflow_runner import ROOT, evaluation_jobs, snakemake
+from workflow_runner import ROOT, evaluation_jobs, shared_stage_counts, snakemake
 
 from loramerge.repro.hub import HubError, fetch_repo_files, lock_repo, lock_suite, read_lock
 from loramerge.repro.plan import build_plan
@@ -87,20 +87,7 @@ def test_vit_l14_is_a_config_file_whose_dry_run_lists_its_whole_dag(tmp_path):
         "fetch_permutation": sum(spec["split"] == "permutation" for spec in tasks.values()),
         "prepare_dataset": len(tasks),
         "text_heads": len(tasks),
-        "evaluate_finetuned": len(tasks),
-        "decompose": 1,
-        "analyze": 1,
-        "merge": sum(len(plan.points) for plan in plans.values()),
-        "evaluate_merged": evaluation_jobs(config),
-        "search": len(plans),
-        "finetuned_table": 1,
-        "table3": 1,
-        "table7": 1,
-        "energy_tables": 1,
-        "figure1": 1,
-        "figure2": 1,
-        "figure3": 1,
-        "all": 1,
+        **shared_stage_counts(config, len(tasks)),
     }
     assert counts["evaluate_merged"] > len(plans)  # points_per_job spreads a method over jobs
     assert "results/vit-l14/search/hybrid.json" in output and "resources/vit-l14/adapters/cars" in output
