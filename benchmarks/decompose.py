@@ -2,9 +2,9 @@
 
 dense  Form M = cat_t(B_t·A_t) (O × nI) in float64, torch.linalg.svd(M, full_matrices=False), keep σ > 1e-5
        (KNOTS_SVD_TOL), Z = diag(S)·Vᵀ, Z_t = its t-th column block.  Cost O(O²·nI) per matrix.
-ours   loramerge.decompose.svd_basis(stack): QR of [B_1 … B_n] and of each A_tᵀ, SVD of the (Σr)×(Σr) core;
+ours   loramerge.bases.decompose.svd_basis(stack): QR of [B_1 … B_n] and of each A_tᵀ, SVD of the (Σr)×(Σr) core;
        Z_t stays factored as P_t @ A_t.  M is never formed.
-cur    loramerge.decompose.cur_basis(stack, k) with k the module's SVD rank (what decompose() does), for reference.
+cur    loramerge.bases.decompose.cur_basis(stack, k), k = the module's SVD rank (what decompose() does), for reference.
 
 Timed: only the basis computation (dense: forming M + SVD + truncation + Z, one run per matrix; ours: svd_basis and
 cur_basis, the median of --repeat runs per matrix, default 3, summed over the matrices).  Not timed: the check,

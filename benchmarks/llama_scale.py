@@ -14,7 +14,7 @@ lifetime peak of the process.
 
 Slow-route ratio for the trim threshold of plain TIES: on the first --threshold-layers layers (default 2) the KnOTS way
 (per task, torch.cat of every |ΔW_t| flattened, then torch.kthvalue with k = D − int(D·0.2)) against the streaming
-loramerge.selection.trim_thresholds(full_space(subset), names, 20.0); both must give the same threshold per task.
+loramerge.ties.trim.trim_thresholds(full_space(subset), names, 20.0); both must give the same threshold per task.
 The naive route needs D·4 bytes per task vector (≈5.4 GB per task for the whole model), so it runs on a subset only.
 
 --quick shrinks the model to 4 layers (16 modules) and the threshold subset to 2 layers.

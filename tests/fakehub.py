@@ -52,7 +52,7 @@ def write_repo(cache: Path, repo_type: str, repo_id: str, files: dict[str, bytes
 
 
 class LocalHub:
-    """A `loramerge.hub.HubClient` over the cache layout, for `lock_suite` (which needs the hub's file listing)."""
+    """A `loramerge.repro.hub.HubClient` over the cache layout, for `lock_suite` (which needs the hub's listing)."""
 
     def __init__(self, cache: Path) -> None:
         self.cache = cache

@@ -48,7 +48,7 @@ def pick_device(
     """The device a job runs on: for `cuda`, a GPU that no other job on this machine holds, else the CPU.
 
     `cuda` returns cuda:<i> for the i-th visible GPU (CUDA_VISIBLE_DEVICES, which SLURM sets to the GPUs it granted)
-    and keeps that GPU locked until the process exits (loramerge.gpus). It returns an explicit index rather than
+    and keeps that GPU locked until the process exits (loramerge.repro.gpus). It returns an explicit index rather than
     narrowing CUDA_VISIBLE_DEVICES to the chosen GPU because the scripts import torch before they get here, and
     counting the devices initialises CUDA, after which the variable is no longer read. Callers pass the returned
     device to every model and tensor. Without a usable GPU the job runs on the CPU and the log says why; any other

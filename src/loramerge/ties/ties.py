@@ -6,7 +6,7 @@
 3. Disjoint mean over the tasks whose trimmed entry is non-zero and agrees with γ; 0 where none does.
 4. ΔW = λ · reconstruct(merged).
 
-Steps 1–3 run in one fused kernel per block (loramerge.kernels). The majority sign needs a pass over the whole
+Steps 1–3 run in one fused kernel per block (loramerge.ties.kernels). The majority sign needs a pass over the whole
 scope, so it is computed only once an exactly cancelling entry (γ = 0 with non-zero terms) turns up.
 """
 

@@ -1,4 +1,4 @@
-"""Print the rules of the workflow under one config file as JSON, for the static tests of tests/test_slurm.py.
+"""Print the rules of the workflow under one config file as JSON, for the static tests of tests/cluster/test_slurm.py.
 
 usage: python describe_rules.py SNAKEFILE WORKDIR CONFIGFILE
 
