@@ -43,9 +43,6 @@ class MethodFacts:
     def needs_decomposition(self) -> bool:
         return DECOMPOSITION in self.needs
 
-    def needs_statistics(self) -> bool:
-        return STATISTICS in self.needs
-
     def is_two_branch(self) -> bool:
         return self.branch_prefixes is not None
 

@@ -149,26 +149,6 @@ def prototype_head(features: torch.Tensor, labels: torch.Tensor, n_classes: int)
     return F.normalize(sums, dim=-1)
 
 
-def fit_head(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    n_classes: int,
-    steps: int = 300,
-    lr: float = 0.05,
-    seed: int = 0,
-) -> torch.Tensor:
-    """A unit-norm cosine head trained on fixed features (a linear probe: no LoRA), started from the prototypes."""
-    head = torch.nn.Parameter(prototype_head(features, labels, n_classes))
-    optimizer = torch.optim.AdamW([head], lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    for batch in _batches(len(labels), 256, steps, generator):
-        loss = F.cross_entropy(cosine_logits(features[batch], head), labels[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return F.normalize(head.detach(), dim=-1)
-
-
 def finetune_lora(
     backbone_folder: str | Path,
     images: torch.Tensor,
