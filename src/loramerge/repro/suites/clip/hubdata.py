@@ -1,4 +1,4 @@
-"""The paper suite's inputs from hub downloads: the CLIP backbone, KnOTS adapters, and evaluation splits.
+"""A CLIP suite's inputs from hub downloads: the CLIP backbone, KnOTS adapters, and evaluation splits.
 
 - The CLIP snapshot (config, weights, tokenizer and image-processor files) becomes two local folders: the full
   `CLIPModel` with its tokenizer (for the zero-shot text heads) and the `CLIPVisionModelWithProjection` the merged
