@@ -1,4 +1,4 @@
-"""Images per second of the merged-model evaluation: cached uint8 crops normalised on the device (ours) against the
+"""Images per second of the merged-model evaluation: cached uint8 crops normalized on the device (ours) against the
 KnOTS route (PIL image -> CLIPImageProcessor one image at a time, batch 32), on the same ViT-B/32-shaped model.
 
 The model is built from a config with random weights (no hub access needed): throughput does not depend on the
@@ -51,7 +51,7 @@ def _sync(device: str) -> None:
 
 
 def cached_route(model: torch.nn.Module, crops: torch.Tensor, batch_size: int, device: str, fp16: bool) -> float:
-    """Seconds to encode uint8 crops already in host memory: transfer, normalise and encode on the device."""
+    """Seconds to encode uint8 crops already in host memory: transfer, normalize and encode on the device."""
     encode(model, crops[:batch_size], batch_size, device, fp16=fp16)  # warm-up (kernels, allocator)
     _sync(device)
     start = time.perf_counter()

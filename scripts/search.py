@@ -15,7 +15,7 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
         published=params.published,
         replicates=spec.get("replicates"),
     )
-    log.info("normalised by: %s", selection.normalized_by)
+    log.info("normalized by: %s", selection.normalized_by)
     for rule in RULES:
         chosen = selection.chosen(rule)
         log.info("%s: %s val %.2f test %.2f", rule, chosen.params, chosen.val.mean, chosen.test.mean)

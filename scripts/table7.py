@@ -8,14 +8,14 @@ from loramerge.repro.search import (
     evaluation_files,
     load_evaluations,
     load_finetuned,
-    normalisation_base,
+    normalization_base,
 )
 
 with job_log(snakemake.log[0], snakemake.threads):
     params = snakemake.params
     evaluations = load_evaluations(evaluation_files(snakemake.input.evaluations))
     finetuned = load_finetuned(snakemake.input.finetuned)
-    base = normalisation_base(finetuned, params.normalize_by, params.published)
+    base = normalization_base(finetuned, params.normalize_by, params.published)
     settings = build_setting_table(evaluations, finetuned, base=base)
     table = table7_alpha_sweep(settings, tasks=params.tasks, paper=params.paper, normalized_by=params.normalize_by)
     write_table(table, Path(snakemake.output.csv).with_suffix(""))

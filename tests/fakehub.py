@@ -183,7 +183,7 @@ def build(root: Path, lock_path: Path) -> dict[str, Any]:
     vision["lock"] = str(lock_path)
     for index, (task, spec) in enumerate(vision["tasks"].items()):
         # the real class-name files (checked by test_templates) have up to 397 classes; a random tiny model would
-        # score 0 on them and leave nothing to normalise by
+        # score 0 on them and leave nothing to normalize by
         real_names = (ROOT / spec["classnames"]).read_text().splitlines()
         names = real_names if task in ("mnist", "svhn") else real_names[:CLASSES]
         spec["classnames"] = str(root / "classnames" / f"{task}.txt")
@@ -221,7 +221,7 @@ def build(root: Path, lock_path: Path) -> dict[str, Any]:
 def _cut_down(config: dict[str, Any]) -> dict[str, Any]:
     config = copy.deepcopy(config)
     config["device"] = "cpu"
-    # the published base: an untrained stand-in adapter may score 0 on its own task, which cannot normalise
+    # the published base: an untrained stand-in adapter may score 0 on its own task, which cannot normalize
     config["evaluate"].update({"batch_size": 64, "threads": 1, "normalize_by": "published"})
     merge = config["merge"]
     merge["lambdas"] = [0.5, 1.0]

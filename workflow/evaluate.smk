@@ -1,4 +1,4 @@
-# Evaluation: each fine-tuned adapter alone (the normalisation base), and every merged model on every task's
+# Evaluation: each fine-tuned adapter alone (the normalization base), and every merged model on every task's
 # validation and test split with that task's head, at every λ of the method's search. One job evaluates a chunk of a
 # method's merges (`evaluate.points_per_job`; one JSON per merge) with one model load, since start-up (importing
 # torch and transformers, loading the backbone) would otherwise dominate; the chunks are then read together by the method's search.

@@ -1,12 +1,12 @@
 # Hyper-parameter selection on validation: the KnOTS authors' greedy linear search and the full-grid argmax, both
 # over the same evaluated grid; the test numbers of the chosen settings are read, never used to choose. Per-task
-# scores are normalised by the fine-tuned accuracy (`evaluate.normalize_by`); the joint search selects on pooled
+# scores are normalized by the fine-tuned accuracy (`evaluate.normalize_by`); the joint search selects on pooled
 # validation Hits@k (`evaluate.joint`). DARE seeds (`merge.methods.*.seeds`) are replicates of one setting.
 
 # (common.smk's check_suite has checked evaluate.* against the suite: published accuracies exist, select_k in ks)
 JOINT = config["evaluate"]["joint"]
 NORMALIZE_BY = config["evaluate"]["normalize_by"]
-# The published accuracies reach the jobs only when they normalise, so editing them reruns nothing otherwise.
+# The published accuracies reach the jobs only when they normalize, so editing them reruns nothing otherwise.
 PUBLISHED_BASE = published_finetuned() if NORMALIZE_BY == "published" else {}
 
 

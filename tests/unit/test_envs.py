@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = {name: ROOT / "envs" / f"{name}.yaml" for name in ("download", "merge", "gpu", "report")}
 CPU_TORCH = {"download", "merge"}
-# conda-forge name -> pip name where they differ beyond case and -/_ (PEP 503 normalisation handles those)
+# conda-forge name -> pip name where they differ beyond case and -/_ (PEP 503 normalization handles those)
 PIP_NAMES = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
 # conda-side tools that requirements.txt does not list (the venv's own pip and setuptools are not in a pip freeze)
 CONDA_ONLY = {"python", "pip", "setuptools"}
@@ -24,7 +24,7 @@ VERSION = r"[0-9][0-9A-Za-z.]*"
 EXACT = re.compile(rf"^(?P<name>[A-Za-z0-9_.\-]+)(==(?P<version>{VERSION})|=(?P<bversion>{VERSION})=(?P<build>\S+))$")
 
 
-def normalise(name: str) -> str:
+def normalize(name: str) -> str:
     name = re.sub(r"[-_.]+", "-", name).lower()
     return PIP_NAMES.get(name, name)
 
@@ -35,7 +35,7 @@ def requirements() -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if line:
             name, version = line.split("==")
-            pins[normalise(name)] = version
+            pins[normalize(name)] = version
     return pins
 
 
@@ -64,12 +64,12 @@ def test_env_pins_every_package_exactly_from_conda_forge_only(env):
 @pytest.mark.parametrize("env", list(ENVS))
 def test_env_versions_are_those_of_requirements_txt(env):
     pip = requirements()
-    shared = {name: version for name, (version, _) in pins(env).items() if normalise(name) in pip}
+    shared = {name: version for name, (version, _) in pins(env).items() if normalize(name) in pip}
     assert len(shared) >= 4, f"{ENVS[env]}: hardly any package maps to requirements.txt: {shared}"
-    different = {name: (version, pip[normalise(name)]) for name, version in shared.items()}
+    different = {name: (version, pip[normalize(name)]) for name, version in shared.items()}
     different = {name: versions for name, versions in different.items() if versions[0] != versions[1]}
     assert not different, f"{ENVS[env]}: (env, requirements.txt) versions differ: {different}"
-    unknown = {name for name in pins(env) if normalise(name) not in pip} - CONDA_ONLY
+    unknown = {name for name in pins(env) if normalize(name) not in pip} - CONDA_ONLY
     assert not unknown, f"{ENVS[env]}: {sorted(unknown)} missing from requirements.txt, so their versions go unchecked"
 
 

@@ -33,12 +33,12 @@ CORE = ("torch", "safetensors", "numpy", "tqdm", "numba")
 LIBRARY_TO_REPRO = {("cli.py", "loramerge.repro.cli")}
 
 
-def normalise(distribution_name: str) -> str:
+def normalize(distribution_name: str) -> str:
     return re.sub(r"[-_.]+", "-", distribution_name).lower()
 
 
 def declared(requirements: list[str]) -> set[str]:
-    return {normalise(Requirement(requirement).name) for requirement in requirements}
+    return {normalize(Requirement(requirement).name) for requirement in requirements}
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:
@@ -107,7 +107,7 @@ def test_every_third_party_import_of_the_reproduction_is_declared():
             if top is None:
                 continue
             seen.add(top)
-            names = {normalise(name) for name in providers.get(top, [])}
+            names = {normalize(name) for name in providers.get(top, [])}
             if not names & allowed:
                 undeclared.append(f"{path.relative_to(ROOT)}: {module} (installed by {sorted(names) or 'nothing'})")
     assert undeclared == []
@@ -119,7 +119,7 @@ def _runtime_closure(names: tuple[str, ...]) -> list[str]:
     closure: dict[str, None] = {}
     pending = list(names)
     while pending:
-        name = normalise(pending.pop())
+        name = normalize(pending.pop())
         if name in closure:
             continue
         closure[name] = None

@@ -103,7 +103,7 @@ def test_table3_method_order_rules_and_missing_method():
         table3_per_task(SELECTIONS, FINETUNED, methods=["cur_ties"])
 
 
-def test_table7_alpha_rows_ascending_with_normalised_test_and_val_average():
+def test_table7_alpha_rows_ascending_with_normalized_test_and_val_average():
     sweep = table7_alpha_sweep(hybrid_table(), fixed={"lam": 1.0, "alpha": 0.6})
     assert list(sweep.columns) == ["alpha", "DTD", "MNIST", "Cars", "Avg", "Val Avg"]
     assert list(sweep["alpha"]) == [0.0, 0.5, 1.0]
@@ -344,7 +344,7 @@ def test_table3_with_the_paper_puts_paper_and_delta_under_ours():
 
     markdown = to_markdown(table)
     assert "| 60.00 ± 0.40 |" in markdown and "| ours std" not in markdown
-    assert "Normalisation base: measured" in markdown
+    assert "Normalization base: measured" in markdown
     assert "not run here): RegMean, Fisher" in markdown
     assert "from KnOTS (Stoica et al., 2025)" in markdown
     spec, cells = parse_tabular(to_latex(table))
@@ -356,7 +356,7 @@ def test_table3_with_the_paper_puts_paper_and_delta_under_ours():
 def test_table3_states_a_published_base_and_rejects_mixed_bases():
     selections = {"ta": vit_selection(PAPER_TA, 70.0, normalized_by="published")}
     table = table3_per_task(selections, VIT_FINETUNED, tasks=VIT_TASKS)
-    assert any("Normalisation base: published" in note for note in table.attrs["notes"])
+    assert any("Normalization base: published" in note for note in table.attrs["notes"])
     assert "Source" not in table.columns  # no paper, no replicates: the demo's layout
     selections["ties"] = vit_selection(PAPER_TA, 70.0, normalized_by="measured")
     with pytest.raises(ValueError, match="different bases"):
@@ -497,7 +497,7 @@ def test_finetuned_table_with_and_without_published_values():
     assert [cars["Val"], cars["Test"], cars["Published"], cars["Δ"]] == pytest.approx([50.0, 60.0, 74.0, -14.0])
     assert table.iloc[-1]["Published"] == pytest.approx(84.05)
     assert table.iloc[-1]["Δ"] == pytest.approx(table["Δ"].iloc[:-1].mean())
-    assert "Normalisation base: published" in to_markdown(table)
+    assert "Normalization base: published" in to_markdown(table)
     demo = finetuned_table(FINETUNED | {"stanford_cars": {"test": 0.8, "val": 0.7}}, normalized_by="measured")
     assert list(demo.columns) == ["Dataset", "Val", "Test"]
     with pytest.raises(ValueError, match="svhn"):

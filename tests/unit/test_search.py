@@ -1,4 +1,4 @@
-"""Selection: KnOTS normalisation, the greedy linear search against a brute-force re-implementation, the grid argmax."""
+"""Selection: KnOTS normalization, the greedy linear search against a brute-force re-implementation, the grid argmax."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from loramerge.repro.search import (
     grid_select,
     load_evaluations,
     load_finetuned,
-    normalisation_base,
+    normalization_base,
     normalize,
     select_method,
 )
@@ -58,17 +58,17 @@ def one_task_table(score_of: dict[tuple, int], names: tuple[str, ...]):
     return build_setting_table(evaluations, {"t": {"test": 1.0}})
 
 
-# -- normalisation -------------------------------------------------------------------------------------------------
+# -- normalization -------------------------------------------------------------------------------------------------
 
 
-def test_normalisation_is_mean_of_per_task_ratios():
+def test_normalization_is_mean_of_per_task_ratios():
     scores = normalize({"a": 0.5, "b": 0.9}, {"a": 1.0, "b": 0.6})
     assert scores.normalized == pytest.approx({"a": 50.0, "b": 150.0})
     assert scores.mean == pytest.approx(100.0)  # the ratio of means would be 100 · 0.7 / 0.8 = 87.5
     assert scores.mean != pytest.approx(87.5)
 
 
-def test_validation_is_normalised_by_finetuned_test_accuracy():
+def test_validation_is_normalized_by_finetuned_test_accuracy():
     table = build_setting_table([evaluation("ta", {}, {0.5: {"val": 720, "test": 400}})], FINETUNED)
     val = table.lookup({"lam": 0.5}, "val")
     test = table.lookup({"lam": 0.5}, "test")
@@ -290,10 +290,10 @@ def test_select_method_reports_both_choices_with_test_numbers(tmp_path: Path):
     assert not math.isnan(result["greedy"]["val"]["mean"])
 
 
-# -- the normalisation base ----------------------------------------------------------------------------------------
+# -- the normalization base ----------------------------------------------------------------------------------------
 
 
-def test_published_base_normalises_by_the_published_percent_as_a_mean_of_ratios(tmp_path: Path):
+def test_published_base_normalizes_by_the_published_percent_as_a_mean_of_ratios(tmp_path: Path):
     # digits: val 0.72 / published 0.90 = 80, letters: 0.72 / 0.48 = 150 → 115 (ratio of means: 72/69 ≈ 104.3)
     ev = evaluation("ta", {}, {0.5: {"val": 720, "test": 360}})
     published = {"digits": 90.0, "letters": 48.0, "unused": 50.0}
@@ -315,11 +315,11 @@ def test_published_base_normalises_by_the_published_percent_as_a_mean_of_ratios(
 
 def test_published_base_needs_every_task():
     with pytest.raises(SelectionError, match=r"published.*\['letters'\]"):
-        normalisation_base(FINETUNED, "published", {"digits": 90.0})
+        normalization_base(FINETUNED, "published", {"digits": 90.0})
     with pytest.raises(SelectionError, match="percent"):
-        normalisation_base(FINETUNED, "published", {"digits": 0.9, "letters": 480.0})
+        normalization_base(FINETUNED, "published", {"digits": 0.9, "letters": 480.0})
     with pytest.raises(SelectionError, match="normalize_by"):
-        normalisation_base(FINETUNED, "typo")
+        normalization_base(FINETUNED, "typo")
 
 
 # -- seed replicates -----------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class TaskEnergy:
 
 
 def projection_bases(stack: ModuleStack, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Q1, Q2): top-`rank` SVD basis of M and orthonormalised `rank` largest-norm columns of M."""
+    """(Q1, Q2): top-`rank` SVD basis of M and orthonormalized `rank` largest-norm columns of M."""
     U = svd_basis(stack).U[:, :rank]
     columns = columns_of_m(stack, top_indices(column_norms(stack), rank))
     return U, torch.linalg.qr(columns).Q

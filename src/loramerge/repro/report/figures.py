@@ -1,8 +1,8 @@
 """The paper's figures as PNG + PDF, drawn on an Agg canvas (no pyplot state) with reproducible metadata.
 
 - Figure 1 (:func:`figure1_overlap_heatmap`): SVD/CUR subspace overlap per layer × module type, from ``overlap.csv``.
-- Figure 2 (:func:`figure2_cur_spaces`): per-task normalised test accuracy of CUR merging in UR vs R space.
-- Figure 3 (:func:`figure3_alpha_curve`): mean normalised accuracy (test and validation) against α, and the paper's
+- Figure 2 (:func:`figure2_cur_spaces`): per-task normalized test accuracy of CUR merging in UR vs R space.
+- Figure 3 (:func:`figure3_alpha_curve`): mean normalized accuracy (test and validation) against α, and the paper's
   curve when there is one.
 
 PNGs carry no ``Software`` entry and PDFs no ``CreationDate``/``Producer``, so the same inputs and matplotlib
@@ -150,7 +150,7 @@ def figure2_cur_spaces(
     split: str = "test",
     labels: tuple[str, str] = (method_display_name("cur_ties"), method_display_name("cur_r_ties")),
 ) -> tuple[Path, Path]:
-    """Figure 2: grouped bars of per-task normalised accuracy (and their mean), CUR merging in UR vs in R space.
+    """Figure 2: grouped bars of per-task normalized accuracy (and their mean), CUR merging in UR vs in R space.
 
     The two selections are :func:`loramerge.repro.search.select_method` results; ``rule`` picks greedy or grid.
     """
@@ -172,7 +172,7 @@ def figure2_cur_spaces(
         bars = axes.bar(positions + offset, values, width, label=label)
         axes.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
     axes.set_xticks(positions, group_labels)
-    axes.set_ylabel(f"normalised {split} accuracy (%)")
+    axes.set_ylabel(f"normalized {split} accuracy (%)")
     axes.set_ylim(0, max(100.0, max(max(values) for values in series) * 1.08))
     figure.legend(loc="outside lower center", ncol=2, fontsize=8)
     axes.set_title("CUR merging: UR space vs R space")
@@ -196,7 +196,7 @@ def figure3_alpha_curve(
     selected_alpha: float | None = None,
     paper: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
-    """Figure 3: mean normalised accuracy against α, test and validation lines with markers, selected α marked.
+    """Figure 3: mean normalized accuracy against α, test and validation lines with markers, selected α marked.
 
     ``sweep`` is :func:`loramerge.repro.report.table7.table7_alpha_sweep`'s frame (columns α, ``Avg``, ``Val Avg``)
     without a paper; ``paper`` (columns α and ``Avg``), the paper's Table 7, is drawn as a third, grey line.
@@ -239,7 +239,7 @@ def figure3_alpha_curve(
                 color="crimson",
             )
     axes.set_xlabel("α (0 = CUR, 1 = SVD)")
-    axes.set_ylabel("mean normalised accuracy (%)")
+    axes.set_ylabel("mean normalized accuracy (%)")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
     return save_figure(figure, stem)

@@ -36,7 +36,7 @@ def _joint_meta(selections: Mapping[str, JointSelection], methods: Sequence[str]
 
 def _joint_notes(selections: Mapping[str, JointSelection], methods: Sequence[str], select_k: int) -> list[str]:
     return [
-        "Hits@k (%) on the test splits over the union of all tasks' classes; not normalised. Per task: hits / N; "
+        "Hits@k (%) on the test splits over the union of all tasks' classes; not normalized. Per task: hits / N; "
         f"{UNION_COLUMN} and the pooled Hits@k: Σ hits / Σ N over all tasks' samples. Selected on the pooled "
         f"validation Hits@{select_k}, the greedy search keeping a value only if it is strictly better (>).",
         replicates_note(selections, methods),

@@ -99,11 +99,11 @@ def check_paper_tasks(paper: str, table: str, columns: Sequence[str], task_colum
 
 
 def normalization_note(normalized_by: str | None) -> str:
-    """The sentence a table prints about its normalisation base (``evaluate.normalize_by``)."""
+    """The sentence a table prints about its normalization base (``evaluate.normalize_by``)."""
     if normalized_by is None:
         return ""
     meaning = NORMALIZATION_NOTES.get(normalized_by, normalized_by)
-    return f"Normalisation base: {normalized_by} (accuracies are {meaning})."
+    return f"Normalization base: {normalized_by} (accuracies are {meaning})."
 
 
 def replicates_note(selections: Mapping[str, Selection | JointSelection], methods: Sequence[str]) -> str:

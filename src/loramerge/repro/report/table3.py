@@ -1,4 +1,4 @@
-"""Table 3: per-task normalised test accuracy of every method's selected setting, beside the paper's."""
+"""Table 3: per-task normalized test accuracy of every method's selected setting, beside the paper's."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from loramerge.repro.search import RULES, Finetuned, Selection
 def _normalized_by(selections: Mapping[str, Selection], methods: Sequence[str]) -> str | None:
     bases = {selections[method].normalized_by for method in methods}
     if len(bases) > 1:
-        raise ValueError(f"the selections were normalised by different bases {sorted(map(str, bases))}")
+        raise ValueError(f"the selections were normalized by different bases {sorted(map(str, bases))}")
     return next(iter(bases), None)
 
 
@@ -59,7 +59,7 @@ def table3_per_task(
     base_split: str = "test",
     paper: str | None = None,
 ) -> pd.DataFrame:
-    """Table 3: one row per (selection rule, method), normalised test accuracy per task, ``Average`` over them.
+    """Table 3: one row per (selection rule, method), normalized test accuracy per task, ``Average`` over them.
 
     ``selections`` maps a method to its :func:`loramerge.repro.search.select_method` result. The first row is the
     fine-tuned models' absolute ``base_split`` accuracy in %, as measured here. Rows follow ``rules`` then ``methods``
@@ -128,7 +128,7 @@ def table3_per_task(
         ["Method", "Selection", SOURCE_COLUMN, *values_columns, VAL_AVERAGE_COLUMN, PARAMS_COLUMN],
         with_source=paper is not None or bool(rows.std_rows),
         title=(
-            "Per-task normalised test accuracy (%) of each method at its selected hyper-parameters "
+            "Per-task normalized test accuracy (%) of each method at its selected hyper-parameters "
             "(greedy: the KnOTS authors' linear search; grid: the full-grid argmax; both on validation)"
         ),
         notes=notes,

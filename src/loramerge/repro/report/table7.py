@@ -1,4 +1,4 @@
-"""Table 7: the hybrid's α sweep, per-task normalised test accuracy at every evaluated α, beside the paper's."""
+"""Table 7: the hybrid's α sweep, per-task normalized test accuracy at every evaluated α, beside the paper's."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def table7_alpha_sweep(
     paper: str | None = None,
     normalized_by: str | None = None,
 ) -> pd.DataFrame:
-    """Table 7: one row per α (ascending), normalised test accuracy per task, ``Avg`` over them, and ``Val Avg``.
+    """Table 7: one row per α (ascending), normalized test accuracy per task, ``Avg`` over them, and ``Val Avg``.
 
     ``table`` is the hybrid's :func:`loramerge.repro.search.build_setting_table`; ``fixed`` pins its other
     parameters. With ``paper``, each α the paper printed gets its row and Δ after ours (an α only one side has gets
@@ -109,7 +109,7 @@ def table7_alpha_sweep(
     sweep = rows.frame(
         [alpha_param, SOURCE_COLUMN, *values_columns, SWEEP_VAL_AVERAGE_COLUMN],
         with_source=paper is not None,
-        title="The hybrid's α sweep (α = 1: KnOTS-TIES, α = 0: CUR-TIES): per-task normalised test accuracy (%)",
+        title="The hybrid's α sweep (α = 1: KnOTS-TIES, α = 0: CUR-TIES): per-task normalized test accuracy (%)",
         notes=notes,
     )
     sweep.attrs["markdown_floatfmt"] = {alpha_param: "g"}

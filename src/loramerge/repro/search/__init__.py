@@ -4,7 +4,7 @@ A *setting* is one merged model at one scale: the structural parameters of the m
 ``point``) plus ``{"lam": λ}``. Selection only ever looks at validation; test numbers are read for the chosen setting.
 
 - :mod:`.records`: reading the evaluation and fine-tuned files; :class:`SelectionError`.
-- :mod:`.scores`: the normalisation base and the scores of one setting on one split (per-task, joint, replicated).
+- :mod:`.scores`: the normalization base and the scores of one setting on one split (per-task, joint, replicated).
 - :mod:`.settings`: setting keys and the :class:`SettingTable` of every evaluated setting of one method.
 - :mod:`.strategies`: the greedy and full-grid searches over a setting table.
 - :mod:`.selection`: :func:`select_method` and :func:`select_joint`, which assemble the typed result.
@@ -31,7 +31,7 @@ from loramerge.repro.search.scores import (
     Scores,
     SplitScores,
     finetuned_base,
-    normalisation_base,
+    normalization_base,
     normalize,
 )
 from loramerge.repro.search.selection import chosen_setting, select_joint, select_method
@@ -82,7 +82,7 @@ __all__ = [
     "grid_select",
     "load_evaluations",
     "load_finetuned",
-    "normalisation_base",
+    "normalization_base",
     "normalize",
     "read_selection",
     "replicate_table",

@@ -1,6 +1,6 @@
 """A chosen setting and its scores as typed records, the parts of a search result (:mod:`.result`).
 
-:class:`AccuracySplit` holds a split's normalised per-task accuracy, :class:`HitsSplit` its joint Hits@k; scored over
+:class:`AccuracySplit` holds a split's normalized per-task accuracy, :class:`HitsSplit` its joint Hits@k; scored over
 replicates (DARE seeds), each holds the means, their sample spread and every replicate's own numbers. Each record
 writes the JSON of the search result (``to_json``) and reads it back with checks (``from_json``).
 """
@@ -74,7 +74,7 @@ class Replicate:
 
 @dataclass(frozen=True)
 class AccuracySplit:
-    """A chosen setting on one split: accuracy in [0, 1] and normalised accuracy (%) per task, and their mean.
+    """A chosen setting on one split: accuracy in [0, 1] and normalized accuracy (%) per task, and their mean.
 
     Scored over replicates, every number is the mean over them, ``std`` their spread, ``replicates`` their own."""
 

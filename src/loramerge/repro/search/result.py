@@ -61,7 +61,7 @@ class _Selected:
 
 @dataclass(frozen=True, kw_only=True)
 class Selection(_Selected):
-    """One method's per-task selection, scored by normalised accuracy; ``normalization_base`` is in percent."""
+    """One method's per-task selection, scored by normalized accuracy; ``normalization_base`` is in percent."""
 
     normalized_by: str
     normalization_base: dict[str, float]

@@ -1,4 +1,4 @@
-"""The scores of one setting on one split: normalised per-task accuracy, joint Hits@k, and means over replicates.
+"""The scores of one setting on one split: normalized per-task accuracy, joint Hits@k, and means over replicates.
 
 Per-task scores (`docs/protocol.md` §5.1): ``norm_task = 100 · acc_task / base_task`` and the setting's score is
 the unweighted mean of ``norm_task`` over tasks (a mean of ratios, not a ratio of means). ``base_task`` is the
@@ -27,31 +27,31 @@ from loramerge.repro.search.records import Finetuned, ParamValue, SelectionError
 
 NORMALIZE_BY = ("measured", "published")
 NORMALIZATION_NOTES = {
-    "measured": "normalised by each adapter's fine-tuned test accuracy measured in this run",
-    "published": "normalised by the published fine-tuned accuracy of each adapter",
+    "measured": "normalized by each adapter's fine-tuned test accuracy measured in this run",
+    "published": "normalized by the published fine-tuned accuracy of each adapter",
 }
 
 
 def finetuned_base(finetuned: Finetuned, base_split: str = "test") -> dict[str, float]:
-    """The per-task fine-tuned accuracy every split is normalised by (KnOTS: the test accuracy)."""
+    """The per-task fine-tuned accuracy every split is normalized by (KnOTS: the test accuracy)."""
     base = {}
     for task, splits in finetuned.items():
         if base_split not in splits:
-            raise SelectionError(f"fine-tuned task {task!r} has no {base_split!r} accuracy to normalise by")
+            raise SelectionError(f"fine-tuned task {task!r} has no {base_split!r} accuracy to normalize by")
         if splits[base_split] <= 0:
             raise SelectionError(f"fine-tuned task {task!r} has {base_split} accuracy {splits[base_split]}")
         base[task] = float(splits[base_split])
     return dict(sorted(base.items()))
 
 
-def normalisation_base(
+def normalization_base(
     finetuned: Finetuned,
     normalize_by: str = "measured",
     published: Mapping[str, float] | None = None,
     *,
     base_split: str = "test",
 ) -> dict[str, float]:
-    """Per task of ``finetuned``, the accuracy in [0, 1] that every split is normalised by.
+    """Per task of ``finetuned``, the accuracy in [0, 1] that every split is normalized by.
 
     ``measured``: the fine-tuned ``base_split`` accuracy in ``finetuned``. ``published``: ``published[task]``, given
     in percent as papers print it (74.0), for every task of ``finetuned``.
@@ -75,7 +75,7 @@ def normalisation_base(
 
 @dataclass(frozen=True)
 class SplitScores:
-    """One setting on one split: raw accuracy and normalised accuracy per task, and their unweighted mean."""
+    """One setting on one split: raw accuracy and normalized accuracy per task, and their unweighted mean."""
 
     accuracy: dict[str, float]
     normalized: dict[str, float]
@@ -85,7 +85,7 @@ class SplitScores:
 
     @property
     def score(self) -> float:
-        """What selection maximises: the mean normalised accuracy."""
+        """What selection maximises: the mean normalized accuracy."""
         return self.mean
 
     def to_json(self) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def normalize(accuracy: Mapping[str, float], base: Mapping[str, float]) -> Split
     """``norm_task = 100 · acc_task / base_task`` and their unweighted mean over the tasks of ``accuracy``."""
     missing = sorted(set(accuracy) - set(base))
     if missing:
-        raise SelectionError(f"no fine-tuned accuracy to normalise tasks {missing}")
+        raise SelectionError(f"no fine-tuned accuracy to normalize tasks {missing}")
     tasks = sorted(accuracy)
     normalized = {task: 100.0 * float(accuracy[task]) / float(base[task]) for task in tasks}
     mean = math.fsum(normalized.values()) / len(tasks) if tasks else math.nan

@@ -21,7 +21,7 @@ from loramerge.repro.search.records import (
     load_finetuned,
 )
 from loramerge.repro.search.result import JointSelection, Selection
-from loramerge.repro.search.scores import normalisation_base
+from loramerge.repro.search.scores import normalization_base
 from loramerge.repro.search.settings import (
     SettingTable,
     build_joint_table,
@@ -118,14 +118,14 @@ def select_method(
     """Greedy and full-grid selection on ``val_split`` for one method, with test numbers of both choices.
 
     ``evaluations``: evaluation file paths or already loaded evaluation dicts; ``finetuned``: fine-tuned file paths
-    or ``{task: {split: accuracy}}``; ``normalize_by``/``published`` choose the base (:func:`normalisation_base`);
+    or ``{task: {split: accuracy}}``; ``normalize_by``/``published`` choose the base (:func:`normalization_base`);
     ``replicates`` (e.g. ``{"seed": [0, 1, 2]}``) merges the settings that differ only in those parameters.
     ``normalization_base`` of the result is in percent.
     """
     loaded = [item if isinstance(item, Mapping) else load_evaluations([item])[0] for item in evaluations]
     if not isinstance(finetuned, Mapping):
         finetuned = load_finetuned(finetuned)
-    base = normalisation_base(finetuned, normalize_by, published, base_split=base_split)
+    base = normalization_base(finetuned, normalize_by, published, base_split=base_split)
     table = build_setting_table(loaded, finetuned, base=base)
     fields = _select(
         table,

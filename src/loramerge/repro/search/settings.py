@@ -144,7 +144,7 @@ def build_setting_table(
 ) -> SettingTable:
     """Score every (point, λ) setting of one method on every split its records cover.
 
-    Scores are normalised by ``base`` (accuracy in [0, 1] per task, see :func:`normalisation_base`), by default the
+    Scores are normalized by ``base`` (accuracy in [0, 1] per task, see :func:`normalization_base`), by default the
     fine-tuned ``base_split`` accuracy. ``tasks`` defaults to every task with a fine-tuned file; each setting must
     have a record for each of them on each split it was evaluated on, else an error names the setting, split and
     missing tasks.

@@ -7,7 +7,7 @@
 - An evaluation split is read from parquet files with `datasets`, split as KnOTS does (docs/protocol.md §3: the first
   int(0.2·N) entries of the shipped permutation are validation, the rest test, in permutation order; or the official
   validation and test splits), size-checked, and stored as uint8 CLIP crops (resize the short side, centre crop) so that
-  evaluation only normalises on the device.
+  evaluation only normalizes on the device.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def read_parquet(files: Sequence[Path], image_column: str, label_column: str, so
 
 
 def image_processor(folder: str | Path, image_size: int) -> CLIPImageProcessorPil:
-    """CLIP's PIL image processor from the backbone folder, stopping before rescale and normalisation (done on the
+    """CLIP's PIL image processor from the backbone folder, stopping before rescale and normalization (done on the
     device); the PIL backend always, as in the KnOTS environment, whatever else is installed."""
     from transformers import CLIPImageProcessorPil
 

@@ -1,5 +1,5 @@
 """The CLIP vision tower every vision suite runs (a tiny one built here for the demo, a converted hub one for the
-paper suites): building, saving, loading, and encoding uint8 images into L2-normalised projected embeddings."""
+paper suites): building, saving, loading, and encoding uint8 images into L2-normalized projected embeddings."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ DEFAULT_BACKBONE_CONFIG: dict[str, int] = {
     "patch_size": 8,
     "projection_dim": 32,
 }
-# OpenAI CLIP's normalisation constants, so the demo backbone preprocesses like the real ones.
+# OpenAI CLIP's normalization constants, so the demo backbone preprocesses like the real ones.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 BACKBONE_WEIGHTS = "model.safetensors"
@@ -72,7 +72,7 @@ def load_backbone(folder: str | Path, device: str | torch.device = "cpu") -> CLI
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
-    """uint8 N×3×S×S -> float32, scaled to [0, 1] and normalised with CLIP's channel mean and std."""
+    """uint8 N×3×S×S -> float32, scaled to [0, 1] and normalized with CLIP's channel mean and std."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ModelError("images", f"expected uint8 N×3×S×S, got {images.dtype} {tuple(images.shape)}")
     mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
@@ -81,7 +81,7 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
 
 
 def image_features(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """L2-normalised projected embeddings; works for the backbone and for a peft model wrapping it."""
+    """L2-normalized projected embeddings; works for the backbone and for a peft model wrapping it."""
     return F.normalize(model(pixel_values=pixel_values).image_embeds.float(), dim=-1)
 
 
@@ -97,7 +97,7 @@ def encode(
     progress: bool = False,
     fp16: bool = True,
 ) -> torch.Tensor:
-    """L2-normalised `image_embeds` (N × projection_dim, float32, CPU) of uint8 images; fp16 autocast on CUDA unless
+    """L2-normalized `image_embeds` (N × projection_dim, float32, CPU) of uint8 images; fp16 autocast on CUDA unless
     `fp16` is off (KnOTS evaluates per task under autocast, jointly in fp32)."""
     device = torch.device(device) if device is not None else _device_of(model)
     if _device_of(model) != device:

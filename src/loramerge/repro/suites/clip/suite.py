@@ -17,7 +17,7 @@ _SPLIT_FILES = {"permutation": {"test"}, "official": {"val", "test"}, "train_hol
 
 
 class ClipVisionModel:
-    """The runtime every CLIP-shaped suite shares: a `CLIPVisionModelWithProjection` whose L2-normalised image
+    """The runtime every CLIP-shaped suite shares: a `CLIPVisionModelWithProjection` whose L2-normalized image
     embeddings a cosine head scores. Adapters trained on the bare vision tower name modules without `vision_model.`."""
 
     module_prefixes: tuple[str, ...] = ("", "vision_model.")

@@ -8,7 +8,7 @@ repository at `baa35e8`, whose full id could not be resolved offline). KnOTS wri
 
 KnOTS keys its dict by dataset name (`stanford_cars`, ...); the families here are the short task names used across
 this project, with `cars` for `stanford_cars`. MNIST and SVHN share one template but keep separate families so
-that a task's family is always its own name. The head for a class is the normalised mean of the CLIP text
+that a task's family is always its own name. The head for a class is the normalized mean of the CLIP text
 embeddings of `prompts(family, classname)` (`docs/protocol.md` §2.1); the class names themselves live in
 `config/vit-b32/classnames/<task>.txt`.
 """

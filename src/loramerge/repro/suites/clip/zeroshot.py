@@ -1,6 +1,6 @@
 """CLIP zero-shot classification heads (`docs/protocol.md` §2.1) and the joint head over the union of label spaces.
 
-A head row is the mean over templates of the L2-normalised text embeddings of one class, normalised again and scaled
+A head row is the mean over templates of the L2-normalized text embeddings of one class, normalized again and scaled
 by CLIP's `logit_scale.exp()` (100 for OpenAI CLIP); each prompt is tokenised alone, without padding, as KnOTS does.
 The joint head stacks the per-task heads in task order, except that a task may *share* another task's rows (SVHN
 uses MNIST's digit rows), which gives ViT-B/32's 748 classes.
