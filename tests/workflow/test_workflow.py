@@ -220,6 +220,37 @@ def test_code_edits_rerun_exactly_the_rules_whose_code_changed(smoke_runs, tmp_p
     assert not {"merge", "decompose", "evaluate_merged", "search", "finetune_adapter"} & set(counts), counts
 
 
+def test_a_mix_with_tuned_branches_merges_the_settings_its_branch_searches_chose(smoke_runs, tmp_path):
+    """Table 8's mechanism on the demo: `mix` of two configured methods, each branch at its own search's choice."""
+    import json
+
+    import torch
+
+    from loramerge.apply import load_update
+
+    copy = shutil.copytree(smoke_runs[0], tmp_path / "copy", symlinks=True)
+    mix = {"branches": "tuned", "fixed": {"first": "knots_ties", "second": "ties"}, "grid": {"alpha": [0.0, 1.0]}}
+    extra = override(tmp_path, "mix", {"merge": {"methods": {"mix": {**mix, "order": ["alpha"]}}}})
+    snakemake(copy, "results/demo/search/mix.json", "--configfile", extra)  # the target before --configfile
+    results = copy / "results" / "demo"
+    chosen = {
+        m: json.loads((results / "search" / f"{m}.json").read_text())["grid"]["params"] for m in mix["fixed"].values()
+    }
+    manifest = json.loads(
+        (results / "merged" / "mix" / "alpha~1_first~knots_ties_second~ties" / "merge.json").read_text()
+    )
+    for prefix, method in mix["fixed"].items():
+        assert manifest["method"][prefix]["lam"] == chosen[method]["lam"]
+        assert manifest["method"][prefix]["top_k"] == chosen[method]["top_k"]
+    # α = 1 is the first branch alone: knots_ties merged at its chosen top-K, scaled by its chosen λ.
+    mixed = load_update(results / "merged" / "mix" / "alpha~1_first~knots_ties_second~ties")
+    branch = load_update(results / "merged" / "knots_ties" / f"top_k~{chosen['knots_ties']['top_k']:g}")
+    assert mixed.keys() == branch.keys()
+    for module, delta in branch.items():
+        torch.testing.assert_close(mixed[module], chosen["knots_ties"]["lam"] * delta)
+    assert json.loads((results / "search" / "mix.json").read_text())["settings_evaluated"] == 2
+
+
 def test_one_job_per_point_gives_the_same_evaluations_and_search(smoke_runs, tmp_path):
     """The evaluation of one method, rerun with every point in a job of its own, in a copy of the first run."""
     first = smoke_runs[0]
