@@ -96,7 +96,10 @@ def apply_update(
     model: torch.nn.Module, update: Mapping[str, torch.Tensor], scale: float = 1.0, prefixes: Sequence[str] = ("",)
 ) -> None:
     """W += scale · ΔW in place for every module of the update; nothing changes if any module is refused."""
-    weights = resolve_weights(model, update, prefixes)
+    _add(resolve_weights(model, update, prefixes), update, scale)
+
+
+def _add(weights: Mapping[str, torch.nn.Parameter], update: Mapping[str, torch.Tensor], scale: float) -> None:
     with torch.no_grad():
         for module_path, weight in weights.items():
             weight.add_(update[module_path].to(device=weight.device, dtype=weight.dtype), alpha=scale)
@@ -111,7 +114,7 @@ def updated(
     weights = resolve_weights(model, update, prefixes)
     kept = {module_path: weight.detach().clone() for module_path, weight in weights.items()}
     try:
-        apply_update(model, update, scale, prefixes)
+        _add(weights, update, scale)
         yield model
     finally:
         with torch.no_grad():

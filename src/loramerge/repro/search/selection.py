@@ -99,6 +99,11 @@ def _select(
     }
 
 
+def _loaded(evaluations: Iterable[Mapping[str, Any] | PathLike]) -> list[Mapping[str, Any]]:
+    """Evaluation dicts as given, evaluation files read and checked."""
+    return [item if isinstance(item, Mapping) else load_evaluations([item])[0] for item in evaluations]
+
+
 def select_method(
     evaluations: Iterable[Mapping[str, Any] | PathLike],
     finetuned: Finetuned | Iterable[PathLike],
@@ -122,7 +127,7 @@ def select_method(
     ``replicates`` (e.g. ``{"seed": [0, 1, 2]}``) merges the settings that differ only in those parameters.
     ``normalization_base`` of the result is in percent.
     """
-    loaded = [item if isinstance(item, Mapping) else load_evaluations([item])[0] for item in evaluations]
+    loaded = _loaded(evaluations)
     if not isinstance(finetuned, Mapping):
         finetuned = load_finetuned(finetuned)
     base = normalization_base(finetuned, normalize_by, published, base_split=base_split)
@@ -166,7 +171,7 @@ def select_joint(
 
     Each split of a choice holds Top-k (%) per task and k, pooled Hits@k (%) and the samples per task.
     """
-    loaded = [item if isinstance(item, Mapping) else load_evaluations([item])[0] for item in evaluations]
+    loaded = _loaded(evaluations)
     table = build_joint_table(loaded, ks=ks, select_k=select_k, tasks=tasks)
     fields = _select(
         table,
