@@ -1,7 +1,7 @@
 from loramerge import load_adapters, load_decomposition, merge_to_folder
-from loramerge.atomic import read_json
 from loramerge.repro.jobs import job_log
 from loramerge.repro.plan import tuned_branch_params
+from loramerge.repro.search import read_selection
 
 with job_log(snakemake.log[0], snakemake.threads) as log:
     method, params = snakemake.wildcards.method, dict(snakemake.params.point)
@@ -11,11 +11,11 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
         decomposition = load_decomposition(snakemake.input.decomposition, adapters)
     branches = snakemake.params.branches
     if branches:
-        selections = {
-            branch: read_json(path) for branch, path in zip(branches.values(), snakemake.input.branches, strict=True)
+        rule = snakemake.params.branch_selection
+        chosen = {
+            branch: read_selection(path).chosen(rule).params
+            for branch, path in zip(branches.values(), snakemake.input.branches, strict=True)
         }
-        params.update(
-            tuned_branch_params(branches, snakemake.params.branch_params, selections, snakemake.params.branch_selection)
-        )
+        params.update(tuned_branch_params(branches, snakemake.params.branch_params, chosen))
     log.info("merging %s with %s", method, params)
     merge_to_folder(adapters, method, snakemake.output[0], params, decomposition=decomposition, progress=True)

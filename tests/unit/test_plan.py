@@ -114,13 +114,18 @@ def test_hybrid_branches_take_the_chosen_settings():
     }
     hybrid = build_plan(CONFIG)["hybrid"]
     branch_params = hybrid.facts.branch_params
-    assert tuned_branch_params(hybrid.branches, branch_params, selections, "grid") == {
+
+    def chosen(rule):
+        return {method: selection[rule]["params"] for method, selection in selections.items()}
+
+    assert tuned_branch_params(hybrid.branches, branch_params, chosen("grid")) == {
         "svd.lam": 0.4,
         "svd.top_k": 20,
         "cur.lam": 0.8,
         "cur.top_k": 100,
     }
-    assert tuned_branch_params(hybrid.branches, branch_params, selections, "greedy")["cur.top_k"] == 50
+    assert tuned_branch_params(hybrid.branches, branch_params, chosen("greedy"))["cur.top_k"] == 50
+    assert tuned_branch_params({}, branch_params, chosen("grid")) == {}  # a method merged as configured
 
 
 def test_importing_the_plan_does_not_import_torch():

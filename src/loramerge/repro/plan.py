@@ -183,16 +183,11 @@ def derive_seed(root: int, *tags: str) -> int:
 
 
 def tuned_branch_params(
-    branches: Mapping[str, str],
-    branch_params: Sequence[str],
-    selections: Mapping[str, Mapping[str, Any]],
-    selection: str,
+    branches: Mapping[str, str], branch_params: Sequence[str], chosen: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
     """A tuned two-branch merge's branch settings (`svd.lam`, `cur.top_k`, …): `branches` maps each prefix to the
-    method whose search tunes it (MethodPlan.branches), `selections` each such method to its search result, and
-    `selection` names the rule (grid, greedy) whose choice is taken."""
+    method whose search tunes it (MethodPlan.branches), `chosen` each such method to the parameters its search chose."""
     params: dict[str, Any] = {}
     for prefix, method in branches.items():
-        chosen = selections[method][selection]["params"]
-        params.update({f"{prefix}.{name}": chosen[name] for name in branch_params if name in chosen})
+        params.update({f"{prefix}.{name}": chosen[method][name] for name in branch_params if name in chosen[method]})
     return params
