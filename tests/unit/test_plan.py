@@ -100,6 +100,88 @@ def test_inconsistent_settings_name_their_key(edit, key):
         build_plan(config)
 
 
+# -- defaults outside the grid and the joint search's own walk ------------------------------------------------------
+
+KNOTS_DARE = {  # KnOTS's per-task DARE search: p descending, held at 1e-5 (no grid value) while λ is swept
+    "seeds": [0, 1, 2],
+    "grid": {"drop_p": [0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]},
+    "fixed": {"top_k": 100},
+    "defaults": {"drop_p": 1.0e-5},
+    "order": ["lam", "drop_p"],
+}
+
+
+def dare_point(drop_p: float, seed: int, top_k: float = 100) -> str:
+    return point_name({"drop_p": drop_p, "seed": seed, "top_k": top_k})
+
+
+def test_a_default_outside_the_grid_adds_the_merges_the_greedy_search_holds_it_at():
+    config = copy.deepcopy(CONFIG)
+    config["merge"]["methods"]["dare_ties"] = KNOTS_DARE
+    dare = build_plan(config)["dare_ties"]
+    grid_points = [dare_point(p, seed) for p in KNOTS_DARE["grid"]["drop_p"] for seed in (0, 1, 2)]
+    # the grid first (each point's evaluation job stays where it was), then the λ sweep's points at p = 1e-5
+    assert list(dare.points) == [*grid_points, *(dare_point(1e-5, seed) for seed in (0, 1, 2))]
+    assert len(dare.points) == 33 and list(dare.points)[-1] == "drop_p~1e-05_seed~2_top_k~100"
+    assert dare.points["drop_p~1e-05_seed~0_top_k~100"] == {"top_k": 100, "drop_p": 1e-5, "seed": 0}
+    spec = dare.search_spec()
+    # the full-grid argmax ranges over the grid only; the default reaches the search as the greedy walk's default
+    assert spec["grids"]["drop_p"] == KNOTS_DARE["grid"]["drop_p"] and spec["defaults"]["drop_p"] == 1e-5
+    assert dare.search_spec(joint=True) == spec  # no joint block: the joint search walks the same way
+
+
+def test_each_sweep_adds_the_points_with_the_later_parameters_at_their_defaults():
+    config = copy.deepcopy(CONFIG)
+    config["merge"]["methods"]["dare_ties"] = {
+        "seeds": [0],
+        "grid": {"drop_p": [0.5, 0.1], "top_k": [10, 100]},
+        "defaults": {"drop_p": 1e-5, "top_k": 30},
+        "order": ["lam", "drop_p", "top_k"],
+    }
+    points = list(build_plan(config)["dare_ties"].points)
+    grid = [dare_point(p, 0, k) for p in (0.5, 0.1) for k in (10, 100)]
+    # λ at (1e-5, 30); then p swept at top_k 30; the top_k sweep stays on the grid
+    extra = [dare_point(1e-5, 0, 30), dare_point(0.5, 0, 30), dare_point(0.1, 0, 30)]
+    assert points == [*grid, *extra]
+
+
+def test_a_joint_block_gives_the_joint_search_its_own_walk_over_the_same_points():
+    config = copy.deepcopy(CONFIG)
+    ties = config["merge"]["methods"]["ties"]
+    ties["joint"] = {"grid": {"top_k": [100, 50, 20]}, "defaults": {"top_k": 50}}
+    plan = build_plan(config)["ties"]
+    assert plan.search_spec() == build_plan(CONFIG)["ties"].search_spec()  # the per-task search is unchanged
+    joint = plan.search_spec(joint=True)
+    assert joint["grids"] == {"lam": CONFIG["merge"]["lambdas"], "top_k": [100, 50, 20]}
+    assert joint["defaults"] == {"top_k": 50} and joint["order"] == ["lam", "top_k"]
+    assert list(plan.points) == list(build_plan(CONFIG)["ties"].points)  # 50 is a grid value: no merge added
+    ties["joint"] = {"grid": {"top_k": [100, 50, 20, 10]}, "defaults": {"top_k": 30}, "order": ["lam", "top_k"]}
+    plan = build_plan(config)["ties"]
+    assert list(plan.points) == [f"top_k~{k}" for k in ties["grid"]["top_k"]] + ["top_k~30"]
+    assert plan.search_spec(joint=True)["grids"]["top_k"] == [100, 50, 20, 10]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "problem"),
+    [
+        (lambda m: m["ties"].update(joint={"grid": {"top_k": [100, 30]}}), "ties.joint.grid.top_k", r"\[30\]"),
+        (lambda m: m["ties"].update(joint={"grid": {"drop_p": [0.5]}}), "ties.joint.grid", "not swept"),
+        (lambda m: m["ties"].update(joint={"order": ["top_k"]}), "ties.joint.order", "must contain 'lam'"),
+        (lambda m: m["ties"].update(joint={"order": ["lam"]}), "ties.joint.grid", "missing from"),
+        (lambda m: m["ties"].update(joint={"defaults": {"top_k": 0}}), "ties.joint.defaults.top_k", r"\(0, 100\]"),
+        (lambda m: m["dare_ties"]["defaults"].update(drop_p=1.0), "dare_ties.defaults.drop_p", r"\[0, 1\)"),
+        (lambda m: m["dare_ties"]["defaults"].update(drop_p="1e-5"), "dare_ties.defaults.drop_p", "not a number"),
+        (lambda m: m["ties"]["defaults"].update(drop_p=0.5), "ties.defaults.drop_p", "not swept"),
+        (lambda m: m["hybrid"].update(defaults={"alpha": 1.5}), "hybrid.defaults.alpha", r"\[0, 1\]"),
+    ],
+)
+def test_bad_defaults_and_joint_blocks_name_their_key(edit, key, problem):
+    config = copy.deepcopy(CONFIG)
+    edit(config["merge"]["methods"])
+    with pytest.raises(ConfigError, match=f"config key 'merge.methods.{key}': .*{problem}"):
+        build_plan(config)
+
+
 def test_derived_seeds_differ_per_stream_and_repeat():
     assert derive_seed(0, "data", "digits") == derive_seed(0, "data", "digits")
     assert (

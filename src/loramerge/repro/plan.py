@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,18 +42,43 @@ def point_name(point: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class MethodPlan:
-    """One method's merges (one per point), the λ applied to each at evaluation, and its search space.
+class SearchSpace:
+    """One greedy search's walk: the parameters in the order it tunes them, each grid in the order it walks it (the
+    full-grid argmax ranges over the same grids), and the values of the parameters it is not tuning (fixed ones too)."""
 
+    order: list[str]
+    grids: dict[str, list[Any]]
+    defaults: dict[str, Any]
+
+    def structural_sweeps(self) -> list[dict[str, list[Any]]]:
+        """Per step of the walk, the values of the merge parameters the greedy search may visit then.
+
+        While it sweeps ``order[j]``, the parameters before it hold one of their grid values and those after it their
+        defaults. λ is left out: it is no merge parameter, every merge is evaluated at every λ. That the earlier ones
+        hold grid values relies on each sweep keeping its first value, as KnOTS's scripts and the workflow do (the
+        best score is reset per parameter), so no parameter keeps a default that is not a grid value.
+        """
+        structural = [param for param in self.order if param != SCALE_PARAM]
+        sweeps = []
+        for step in range(len(self.order)):
+            swept = set(self.order[: step + 1])
+            sweeps.append({p: self.grids[p] if p in swept else [self.defaults[p]] for p in structural})
+        return sweeps
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """One method's merges (one per point), the λ applied to each at evaluation, and its two searches.
+
+    `joint_search` is the joint (union label space) search's walk: `search` with the method's `joint` block applied.
     `branches` maps a two-branch method's parameter prefix to the method whose search tunes that branch (empty when
     the method is merged as configured)."""
 
     method: str
     points: dict[str, dict[str, Any]]
     lambdas: list[float]
-    order: list[str]
-    grids: dict[str, list[Any]]
-    defaults: dict[str, Any] = field(default_factory=dict)
+    search: SearchSpace
+    joint_search: SearchSpace
     seeds: list[int] = field(default_factory=list)
     branches: dict[str, str] = field(default_factory=dict)
 
@@ -63,11 +89,15 @@ class MethodPlan:
     @property
     def uses_decomposition(self) -> bool:
         """Whether its merges read the cached bases: it needs them, or one of its branch methods does."""
-        branch_methods = {*self.branches.values(), *(self.defaults.get(p) for p in self.facts.branch_prefixes or ())}
+        defaults = self.search.defaults
+        branch_methods = {*self.branches.values(), *(defaults.get(p) for p in self.facts.branch_prefixes or ())}
         return any(CATALOG[name].needs_decomposition() for name in {self.method, *branch_methods} if name in CATALOG)
 
-    def search_spec(self) -> dict[str, Any]:
-        spec = {"order": self.order, "grids": self.grids, "defaults": self.defaults}
+    def search_spec(self, *, joint: bool = False) -> dict[str, Any]:
+        """The arguments of the per-task search, or with ``joint`` of the joint search (order, grids, defaults and
+        the seed replicates)."""
+        space = self.joint_search if joint else self.search
+        spec = {"order": space.order, "grids": space.grids, "defaults": space.defaults}
         if self.seeds:
             spec["replicates"] = {SEED_PARAM: self.seeds}
         return spec
@@ -105,6 +135,23 @@ def _tuned_branches(
     return branches
 
 
+# The values a default may take. A default need not be a grid value (KnOTS holds DARE's p at 1e-5 while it sweeps λ),
+# and such a default becomes merges of its own, so it is range-checked here like the schema checks grid values.
+_DEFAULT_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "top_k": (lambda value: 0 < value <= 100, "in (0, 100]"),
+    "drop_p": (lambda value: 0 <= value < 1, "in [0, 1)"),
+    "alpha": (lambda value: 0 <= value <= 1, "in [0, 1]"),
+}
+
+
+def _check_default(key: str, param: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(key, f"{value!r} is not a number")
+    within, allowed = _DEFAULT_RANGES.get(param, (lambda _: True, ""))
+    if not within(value):
+        raise ConfigError(key, f"{value} is not {allowed}")
+
+
 def _check_search(key: str, order: list[str], grid: dict, fixed: dict, defaults: dict, scaled: bool) -> None:
     if scaled and SCALE_PARAM not in order:
         raise ConfigError(f"{key}.order", "must contain 'lam' (the merged update's scale is always searched)")
@@ -119,15 +166,56 @@ def _check_search(key: str, order: list[str], grid: dict, fixed: dict, defaults:
     for param, value in defaults.items():
         if param not in grid:
             raise ConfigError(f"{key}.defaults.{param}", f"'{param}' is not swept in {key}.grid")
-        if value not in grid[param]:
-            raise ConfigError(f"{key}.defaults.{param}", f"{value} is not one of the grid values {grid[param]}")
-    first_swept = order.index(SCALE_PARAM) if scaled else 0
-    for param in order[first_swept + 1 :]:
-        if param not in defaults:
+        _check_default(f"{key}.defaults.{param}", param, value)
+    # Every parameter after the first is held at its default while an earlier one is swept (λ needs none: it is
+    # searched first, or it is 1 for tuned branches).
+    for param in order[1:]:
+        if param != SCALE_PARAM and param not in defaults:
             raise ConfigError(
-                f"{key}.defaults",
-                f"'{param}' is searched after '{order[first_swept]}', so the greedy search needs its default",
+                f"{key}.defaults", f"'{param}' is searched after '{order[0]}', so the greedy search needs its default"
             )
+
+
+def _joint_walk(
+    key: str, joint: Mapping[str, Any], order: list[str], grid: dict, defaults: dict
+) -> tuple[list[str], dict, dict]:
+    """The joint search's order, grid and defaults: the per-task ones with `<key>.joint` applied.
+
+    Its grids may reorder or leave out per-task grid values but add none: the joint evaluation evaluates the per-task
+    points, and the full-grid argmax of the joint search must find all of its grid evaluated."""
+    joint_grid = dict(grid)
+    for param, values in joint.get("grid", {}).items():
+        if param not in grid:
+            raise ConfigError(f"{key}.joint.grid", f"'{param}' is not swept in {key}.grid")
+        added = [value for value in values if value not in grid[param]]
+        if added:
+            raise ConfigError(
+                f"{key}.joint.grid.{param}",
+                f"{added} are not values of {key}.grid.{param} {grid[param]}, which the joint search reads",
+            )
+        joint_grid[param] = list(values)
+    return list(joint.get("order", order)), joint_grid, {**defaults, **joint.get("defaults", {})}
+
+
+def _space(order: list[str], grid: dict, fixed: dict, defaults: dict, scales: list[float], tuned: bool) -> SearchSpace:
+    if tuned:
+        # λ scales each branch inside the merge (tuned by the branch searches), so the merged update is used as is.
+        return SearchSpace(order, {**grid, SCALE_PARAM: [1.0]}, {SCALE_PARAM: 1.0, **fixed, **defaults})
+    return SearchSpace(order, {SCALE_PARAM: scales, **grid}, {**fixed, **defaults})
+
+
+def _merge_points(
+    grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any], seeds: list[int], spaces: Sequence[SearchSpace]
+) -> dict[str, dict[str, Any]]:
+    """Name -> point: the full grid's points (what the argmax ranges over), then the points the greedy searches also
+    visit, where a default is no grid value; each once, in the order first needed."""
+    replicated = {SEED_PARAM: seeds} if seeds else {}
+    points = {point_name(point): point for point in _grid_points({**grid, **replicated}, fixed)}
+    for space in spaces:
+        for sweep in space.structural_sweeps():
+            for point in _grid_points({**sweep, **replicated}, fixed):
+                points.setdefault(point_name(point), point)
+    return points
 
 
 def _method_plan(
@@ -148,25 +236,16 @@ def _method_plan(
                 f"{key}.order", f"{name} has no searched parameter '{param}' ({', '.join(facts.searched)})"
             )
     _check_search(key, order, grid, fixed, defaults, scaled=not branches)
+    joint_order, joint_grid, joint_defaults = _joint_walk(key, spec.get("joint") or {}, order, grid, defaults)
+    _check_search(f"{key}.joint", joint_order, joint_grid, fixed, joint_defaults, scaled=not branches)
     seeds = [int(seed) for seed in spec.get("seeds", [])]
     if seeds and SEED_PARAM in fixed:
         raise ConfigError(f"{key}.seeds", f"the seed is also fixed in {key}.fixed; keep one of them")
-    replicated = {SEED_PARAM: seeds} if seeds else {}
-    points = {point_name(point): point for point in _grid_points({**grid, **replicated}, fixed)}
-    if branches:
-        # λ scales each branch inside the merge (tuned by the branch searches), so the merged update is used as is.
-        return MethodPlan(
-            name,
-            points,
-            [1.0],
-            order,
-            {**grid, SCALE_PARAM: [1.0]},
-            {SCALE_PARAM: 1.0, **fixed, **defaults},
-            seeds,
-            branches,
-        )
-    scales = [float(value) for value in spec.get("lambdas", lambdas)]
-    return MethodPlan(name, points, scales, order, {SCALE_PARAM: scales, **grid}, {**fixed, **defaults}, seeds)
+    scales = [1.0] if branches else [float(value) for value in spec.get("lambdas", lambdas)]
+    search = _space(order, grid, fixed, defaults, scales, tuned=bool(branches))
+    joint_search = _space(joint_order, joint_grid, fixed, joint_defaults, scales, tuned=bool(branches))
+    points = _merge_points(grid, fixed, seeds, [search, joint_search])
+    return MethodPlan(name, points, scales, search, joint_search, seeds, branches)
 
 
 def build_plan(config: Mapping[str, Any]) -> dict[str, MethodPlan]:
