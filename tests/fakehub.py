@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn")
 IMAGE_SIZE = 32
 TEST_ROWS = 40  # permutation tasks: the first 8 of the permutation are validation, 32 test
-VAL_ROWS = 12  # official and train-holdout validation splits
+VAL_ROWS = 12  # official and release-complement validation splits
 CLASSES = 5  # per stand-in task (digits: 10), so an untrained tiny model scores above zero
 
 
@@ -147,8 +147,7 @@ def _adapter(model: Any, task_index: int) -> dict[str, bytes]:
     }
 
 
-def _parquet(scratch: Path, rows: int, seed: int, n_classes: int) -> bytes:
-    import datasets
+def _images(rows: int, seed: int, n_classes: int) -> tuple[list[Any], list[int]]:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -159,11 +158,39 @@ def _parquet(scratch: Path, rows: int, seed: int, n_classes: int) -> bytes:
         height, width = int(rng.integers(36, 48)), int(rng.integers(32, 60))
         pixels = rng.integers(0, 60, (height, width, 3), dtype=np.uint8) + np.uint8(40 * label)
         images.append(Image.fromarray(pixels))
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=n_classes)})
-    dataset = datasets.Dataset.from_dict({"image": images, "label": labels.tolist()}, features=features)
-    path = scratch / f"data-{seed}.parquet"
+    return images, labels.tolist()
+
+
+def parquet_bytes(scratch: Path, images: list[Any], labels: list[int], names: list[str], name: str) -> bytes:
+    """A parquet image dataset as the hub stores one: PNG-encoded images, labels with their ClassLabel names."""
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    dataset = datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+    path = scratch / f"{name}.parquet"
     dataset.to_parquet(str(path))
     return path.read_bytes()
+
+
+def _parquet(scratch: Path, rows: int, seed: int, names: list[str]) -> bytes:
+    return parquet_bytes(scratch, *_images(rows, seed, len(names)), names, f"data-{seed}")
+
+
+def _release_complement(scratch: Path, seed: int, names: list[str], release_names: list[str]) -> dict[str, bytes]:
+    """EuroSAT's layout: train and test in the task's repository, and the full release (train + test + the VAL_ROWS
+    validation images, shuffled, labels spelled as the release spells them) in another."""
+    train, test, val = (
+        _images(rows, seed + offset, len(names)) for offset, rows in enumerate((20, TEST_ROWS, VAL_ROWS))
+    )
+    images, labels = train[0] + test[0] + val[0], train[1] + test[1] + val[1]
+    order = np.random.default_rng(seed).permutation(len(images))
+    return {
+        "train": parquet_bytes(scratch, *train, names, f"train-{seed}"),
+        "test": parquet_bytes(scratch, *test, names, f"test-{seed}"),
+        "release": parquet_bytes(
+            scratch, [images[i] for i in order], [labels[i] for i in order], release_names, f"release-{seed}"
+        ),
+    }
 
 
 def build(root: Path, lock_path: Path) -> dict[str, Any]:
@@ -189,21 +216,29 @@ def build(root: Path, lock_path: Path) -> dict[str, Any]:
         spec["classnames"] = str(root / "classnames" / f"{task}.txt")
         Path(spec["classnames"]).parent.mkdir(exist_ok=True)
         Path(spec["classnames"]).write_text("\n".join(names) + "\n")
-        n_classes = len(names)
         spec["adapter"] = f"fake-org/lora-{task}"
         write_repo(cache, "model", spec["adapter"], _adapter(model, index))
         repo = f"fake-org/{task}"
         if spec["split"] == "permutation":
-            files = {"data/test-00000-of-00001.parquet": _parquet(scratch, TEST_ROWS, index, n_classes)}
+            files = {"data/test-00000-of-00001.parquet": _parquet(scratch, TEST_ROWS, index, names)}
             permutation = np.random.default_rng(50 + index).permutation(TEST_ROWS)
             (permutations / spec["permutation"]).write_bytes(_torch_bytes(permutation))
             spec["sizes"] = {"val": int(TEST_ROWS * vision["val_fraction"]), "test": TEST_ROWS - int(TEST_ROWS * 0.2)}
+        elif spec["split"] == "release_complement":
+            # the release spells labels its own way (EuroSAT's folder names), mapped by the config's label_names
+            spelling = {ours: theirs for theirs, ours in spec["release"]["label_names"].items()}
+            parts = _release_complement(scratch, 10 + index, names, [spelling[name] for name in names])
+            files = {f"data/{split}-00000-of-00001.parquet": parts[split] for split in ("train", "test")}
+            spec["release"].update(repo=f"fake-org/{task}-release", files=["data/*.parquet"])
+            write_repo(cache, "dataset", spec["release"]["repo"], {"data/all.parquet": parts["release"]})
+            spec["sizes"] = {"val": VAL_ROWS, "test": TEST_ROWS}
         else:
-            # official: a validation file of VAL_ROWS; train_holdout: VAL_ROWS drawn from a train file twice as long
-            first, first_rows = ("train", 2 * VAL_ROWS) if spec["split"] == "train_holdout" else ("val", VAL_ROWS)
+            # a dataset spelled with underscores (RESISC45's folder names) stores them so
+            spelling = spec["dataset"].get("label_names", "as_is")
+            hub_names = [name.replace(" ", "_") for name in names] if spelling == "underscores" else names
             files = {
-                f"data/{first}-00000-of-00001.parquet": _parquet(scratch, first_rows, 10 + index, n_classes),
-                "data/test-00000-of-00001.parquet": _parquet(scratch, TEST_ROWS, 20 + index, n_classes),
+                "data/val-00000-of-00001.parquet": _parquet(scratch, VAL_ROWS, 10 + index, hub_names),
+                "data/test-00000-of-00001.parquet": _parquet(scratch, TEST_ROWS, 20 + index, hub_names),
             }
             spec["sizes"] = {"val": VAL_ROWS, "test": TEST_ROWS}
         spec["dataset"] = {
@@ -212,6 +247,7 @@ def build(root: Path, lock_path: Path) -> dict[str, Any]:
             "files": {split: [f"data/{split}-*.parquet"] for split in spec["dataset"]["files"]},
             "image_column": "image",
             "label_column": "label",
+            "label_names": spec["dataset"].get("label_names", "as_is"),
         }
         write_repo(cache, "dataset", repo, files)
     write_lock(lock_path, lock_suite(vision, client=LocalHub(cache), log=lambda _: None))

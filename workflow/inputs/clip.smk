@@ -83,9 +83,6 @@ rule prepare_dataset:
         spec=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task],
         image_size=SUITE_SPEC.settings["image_size"],
         val_fraction=SUITE_SPEC.settings["val_fraction"],
-        holdout_seed=lambda wildcards: derive_seed(
-            config["seed"], "holdout", wildcards.task
-        ),
         lock=SUITE_SPEC.lock,
         code=script_code("prepare_dataset.py"),
     script:

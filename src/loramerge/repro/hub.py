@@ -193,9 +193,9 @@ def lock_suite(
     opener: Callable[[str], Any] = urllib.request.urlopen,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The lock of a paper suite's `vision` config section: the backbone, every adapter, every dataset and every
-    permutation URL. Entries already in `previous` are kept (a lock is only ever extended; delete an entry to
-    re-resolve it)."""
+    """The lock of a paper suite's `vision` config section: the backbone, every adapter, every dataset (and full
+    release a validation split is reconstructed from) and every permutation URL. Entries already in `previous` are
+    kept (a lock is only ever extended; delete an entry to re-resolve it)."""
     lock = {"repos": dict((previous or {}).get("repos", {})), "urls": dict((previous or {}).get("urls", {}))}
     wanted = [("model", vision["backbone"]["repo"], vision["backbone"]["files"], vision["backbone"]["revision"])]
     for spec in vision["tasks"].values():
@@ -203,6 +203,9 @@ def lock_suite(
         dataset = spec["dataset"]
         patterns = [pattern for split in sorted(dataset["files"]) for pattern in dataset["files"][split]]
         wanted.append(("dataset", dataset["repo"], patterns, dataset["revision"]))
+        if "release" in spec:
+            release = spec["release"]
+            wanted.append(("dataset", release["repo"], release["files"], release["revision"]))
     for repo_type, repo_id, patterns, revision in wanted:
         key = repo_key(repo_type, repo_id)
         if key not in lock["repos"]:

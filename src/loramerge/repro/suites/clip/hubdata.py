@@ -4,32 +4,35 @@
   `CLIPModel` with its tokenizer (for the zero-shot text heads) and the `CLIPVisionModelWithProjection` the merged
   updates are applied to. Pickled weights are read with `weights_only=True` and re-saved as safetensors.
 - A KnOTS adapter (`adapter_config.json` + pickled `adapter_model.bin`) is validated and re-saved as safetensors.
-- An evaluation split is read from parquet files with `datasets`, split as KnOTS does (docs/protocol.md §3: the first
-  int(0.2·N) entries of the shipped permutation are validation, the rest test, in permutation order; or the official
-  validation and test splits), size-checked, and stored as uint8 CLIP crops (resize the short side, centre crop) so that
-  evaluation only normalizes on the device.
+- An evaluation split is read from parquet files (label names checked against the class file, images decoded as
+  KnOTS decodes them: `images.py`), split as KnOTS does (docs/protocol.md §3: the first int(0.2·N) entries of the
+  shipped permutation are validation, the rest test, in permutation order; or the official validation and test
+  splits; or, for EuroSAT, the full release minus train and test), size-checked, and stored as uint8 CLIP crops
+  (resize the short side, centre crop) so that evaluation only normalizes on the device.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import pickle
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from loramerge.adapters import CONFIG_FILE, PICKLE_FILE, SAFETENSORS_FILE, load_adapter, read_pickled_tensors
 from loramerge.atomic import write_atomically
 from loramerge.errors import AdapterError
 from loramerge.io import atomic_directory
 from loramerge.repro.splits import DataError
+from loramerge.repro.suites.clip.images import AS_IS, check_label_names, clip_crops, pixel_hashes, read_parquet
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -150,50 +153,17 @@ def knots_split(permutation: np.ndarray, size: int, val_fraction: float, source:
     return {"val": permutation[:num_val], "test": permutation[num_val:]}
 
 
-# --------------------------------------------------------------------------------------------------- images
+# ---------------------------------------------------------------------------------------------- splits
 
 
-def read_parquet(files: Sequence[Path], image_column: str, label_column: str, source: str) -> Dataset:
-    """A `datasets.Dataset` of the parquet files, in file then row order, with the two columns checked."""
-    import datasets
+@dataclass(frozen=True)
+class PreparedSplit:
+    """One task's split as evaluation reads it, and the facts about how it was made (written to the split file's
+    metadata and the job log: EXIF-tagged images, the EuroSAT reconstruction's counts)."""
 
-    try:
-        dataset = datasets.Dataset.from_parquet([str(path) for path in files], keep_in_memory=True)
-    except Exception as error:  # pyarrow and datasets raise many types on corrupt files
-        raise DataError(source, f"unreadable parquet data: {error}") from error
-    for column in (image_column, label_column):
-        if column not in dataset.column_names:
-            raise DataError(source, f"no column {column!r}; the columns are {dataset.column_names}")
-    return dataset.cast_column(image_column, datasets.Image(decode=True))
-
-
-def image_processor(folder: str | Path, image_size: int) -> CLIPImageProcessorPil:
-    """CLIP's PIL image processor from the backbone folder, stopping before rescale and normalization (done on the
-    device); the PIL backend always, as in the KnOTS environment, whatever else is installed."""
-    from transformers import CLIPImageProcessorPil
-
-    processor = CLIPImageProcessorPil.from_pretrained(folder, do_rescale=False, do_normalize=False)
-    crop = processor.crop_size
-    if (crop["height"], crop["width"]) != (image_size, image_size):
-        raise DataError(folder, f"the image processor crops to {crop} but the suite's image_size is {image_size}")
-    return processor
-
-
-def clip_crops(
-    dataset: Dataset, indices: np.ndarray, image_column: str, processor: CLIPImageProcessorPil, batch_size: int = 256
-) -> torch.Tensor:
-    """uint8 N×3×S×S crops of the dataset's rows `indices`, in that order."""
-    chunks = []
-    for start in tqdm(range(0, len(indices), batch_size), desc="crops", leave=False):
-        rows = dataset.select(indices[start : start + batch_size].tolist())
-        images = [image.convert("RGB") for image in rows[image_column]]
-        pixels = processor(images=images, return_tensors="pt")["pixel_values"]
-        chunks.append(pixels.round().clamp(0, 255).to(torch.uint8))
-    return (
-        torch.cat(chunks)
-        if chunks
-        else torch.zeros(0, 3, processor.crop_size["height"], processor.crop_size["width"], dtype=torch.uint8)
-    )
+    images: torch.Tensor
+    labels: torch.Tensor
+    info: dict[str, Any]
 
 
 def check_size(split: str, actual: int, expected: int, source: str) -> None:
@@ -217,6 +187,76 @@ def split_files(files: Mapping[str, Path], patterns: Sequence[str], source: str)
     return chosen
 
 
+def read_split(
+    files: Mapping[str, Path], dataset_spec: Mapping, patterns: Sequence[str], class_names: Sequence[str], source: str
+) -> Dataset:
+    """The parquet files matching `patterns` as one dataset, its label names checked against the class names."""
+    image_column, label_column = dataset_spec["image_column"], dataset_spec["label_column"]
+    dataset = read_parquet(split_files(files, patterns, source), image_column, label_column, source)
+    check_label_names(dataset, label_column, class_names, dataset_spec.get("label_names", AS_IS), source)
+    return dataset
+
+
+def release_complement(
+    release: Dataset,
+    release_spec: Mapping,
+    held_out: Mapping[str, Dataset],
+    dataset_spec: Mapping,
+    size: int,
+    source: str,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The rows of the full `release` whose pixels are in none of the `held_out` splits, in release order, and the
+    evidence: how many release images each held-out split matched, and a fingerprint of the complement.
+
+    A matched image must carry the same label in both copies, and the complement must hold exactly `size` images;
+    anything else means the copies do not share pixels (a re-encoded copy) or are not the same release."""
+    held: dict[str, tuple[str, int]] = {}
+    for split, dataset in held_out.items():
+        labels = dataset[dataset_spec["label_column"]]
+        for digest, label in zip(pixel_hashes(dataset, dataset_spec["image_column"], source), labels, strict=True):
+            held[digest] = (split, int(label))
+    release_labels = release[release_spec["label_column"]]
+    matched = dict.fromkeys(held_out, 0)
+    rows, digests = [], []
+    for row, digest in enumerate(pixel_hashes(release, release_spec["image_column"], source)):
+        if digest not in held:
+            rows.append(row)
+            digests.append(digest)
+            continue
+        split, label = held[digest]
+        matched[split] += 1
+        if label != int(release_labels[row]):
+            raise DataError(
+                source,
+                f"release row {row} has label {int(release_labels[row])} but the same pixels in {split} have label "
+                f"{label}: the two copies label the classes differently",
+            )
+    evidence = {
+        "release": release_spec["repo"],
+        "release_rows": len(release),
+        **{f"matched_{split}": count for split, count in matched.items()},
+        **{f"{split}_rows": len(dataset) for split, dataset in held_out.items()},
+        "complement": len(rows),
+        "complement_sha256": hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest(),
+    }
+    if len(rows) != size:
+        raise DataError(
+            source,
+            f"the release ({len(release)} images) minus "
+            + " and ".join(
+                f"{split} ({count} of {len(held_out[split])} matched by pixels)" for split, count in matched.items()
+            )
+            + f" leaves {len(rows)} images, not the {size} of the official validation split",
+        )
+    return np.asarray(rows, dtype=np.int64), evidence
+
+
+def _encoded_rows(dataset: Dataset, rows: np.ndarray, column: str, chunk: int = 256) -> Iterator[Mapping[str, Any]]:
+    """The undecoded images of `rows`, in that order, a chunk at a time (a split's bytes are never all in memory)."""
+    for start in range(0, len(rows), chunk):
+        yield from dataset.select(rows[start : start + chunk].tolist())[column]
+
+
 def evaluation_splits(
     files: Mapping[str, Path],
     spec: Mapping,
@@ -225,43 +265,46 @@ def evaluation_splits(
     permutation: np.ndarray | None,
     val_fraction: float,
     source: str,
-    holdout_seed: int = 0,
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{'val' | 'test': (uint8 crops, int64 labels)} of one task as the KnOTS protocol splits it, size-checked.
+    release_files: Mapping[str, Path] | None = None,
+) -> dict[str, PreparedSplit]:
+    """{'val' | 'test': the split} of one task as the KnOTS protocol splits it, size-checked.
 
-    `train_holdout` (for a dataset whose official validation split is not available) takes the official test split
-    and, as validation, `sizes.val` rows of train drawn with `holdout_seed`, in train order."""
+    `release_complement` (EuroSAT, whose official validation split is published nowhere) takes the official test
+    split, and as validation the images of the full release (`spec['release']`, read from `release_files`) whose
+    pixels are in neither train nor test (:func:`release_complement`)."""
     dataset_spec = spec["dataset"]
-    image_column, label_column = dataset_spec["image_column"], dataset_spec["label_column"]
 
     def read(split: str) -> Dataset:
-        return read_parquet(
-            split_files(files, dataset_spec["files"][split], source), image_column, label_column, source
-        )
+        return read_split(files, dataset_spec, dataset_spec["files"][split], class_names, source)
 
+    evidence: dict[str, dict[str, Any]] = {"val": {}, "test": {}}
     if spec["split"] == "permutation":
         if permutation is None:
             raise DataError(source, "a permutation split needs the KnOTS permutation")
         dataset = read("test")
         parts = {
-            split: (dataset, rows)
+            split: (dataset, dataset_spec, rows)
             for split, rows in knots_split(permutation, len(dataset), val_fraction, source).items()
         }
-    elif spec["split"] == "train_holdout":
+    elif spec["split"] == "release_complement":
+        release_spec = spec["release"]
+        release_source = f"{release_spec['repo']}, the full release for {source}"
+        if release_files is None:
+            raise DataError(source, "a release_complement split needs the release's files")
+        release = read_split(release_files, release_spec, release_spec["files"], class_names, release_source)
         train, test = read("train"), read("test")
-        holdout = np.random.default_rng(holdout_seed).permutation(len(train))[: spec["sizes"]["val"]]
-        parts = {"val": (train, np.sort(holdout)), "test": (test, np.arange(len(test)))}
+        rows, evidence["val"] = release_complement(
+            release, release_spec, {"train": train, "test": test}, dataset_spec, spec["sizes"]["val"], release_source
+        )
+        parts = {"val": (release, release_spec, rows), "test": (test, dataset_spec, np.arange(len(test)))}
     else:
-        parts = {split: (data, np.arange(len(data))) for split in ("val", "test") for data in [read(split)]}
+        parts = {
+            split: (data, dataset_spec, np.arange(len(data))) for split in ("val", "test") for data in [read(split)]
+        }
     splits = {}
-    for split, (dataset, rows) in parts.items():
+    for split, (dataset, columns, rows) in parts.items():
         check_size(split, len(rows), spec["sizes"][split], source)
-        labels = torch.as_tensor(np.asarray(dataset[label_column], dtype=np.int64)[rows])
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(class_names)):
-            raise DataError(
-                source,
-                f"{split} labels span {int(labels.min())}..{int(labels.max())} "
-                f"but {len(class_names)} class names are given",
-            )
-        splits[split] = (clip_crops(dataset, rows, image_column, processor), labels)
+        labels = torch.as_tensor(np.asarray(dataset[columns["label_column"]], dtype=np.int64)[rows])
+        crops = clip_crops(_encoded_rows(dataset, rows, columns["image_column"]), processor, source)
+        splits[split] = PreparedSplit(crops.images, labels, {**evidence[split], "exif_oriented": crops.exif_oriented})
     return splits

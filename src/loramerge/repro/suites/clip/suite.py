@@ -12,8 +12,9 @@ from loramerge.repro.suites.base import Suite
 if TYPE_CHECKING:
     import torch
 
-# The data files each split protocol reads (permutation: the test split's head is validation).
-_SPLIT_FILES = {"permutation": {"test"}, "official": {"val", "test"}, "train_holdout": {"train", "test"}}
+# The data files each split protocol reads (permutation: the test split's head is validation; release_complement:
+# validation is the full release, `release`, minus train and test).
+_SPLIT_FILES = {"permutation": {"test"}, "official": {"val", "test"}, "release_complement": {"train", "test"}}
 
 
 class ClipVisionModel:
@@ -53,6 +54,8 @@ class ClipSuite(ClipVisionModel, Suite):
             key = f"vision.tasks.{task}"
             if spec["split"] == "permutation" and "permutation" not in spec:
                 raise ConfigError(f"{key}.permutation", "a permutation split needs the KnOTS permutation file name")
+            if (spec["split"] == "release_complement") != ("release" in spec):
+                raise ConfigError(f"{key}.release", "exactly the release_complement split reads a full release")
             needed = _SPLIT_FILES[spec["split"]]
             if set(spec["dataset"]["files"]) != needed:
                 raise ConfigError(
