@@ -1,7 +1,11 @@
 # Hyper-parameter selection on validation: the KnOTS authors' greedy linear search and the full-grid argmax, both
-# over the same evaluated grid; the test numbers of the chosen settings are read, never used to choose. Per-task
-# scores are normalized by the fine-tuned accuracy (`evaluate.normalize_by`); the joint search selects on pooled
-# validation Hits@k (`evaluate.joint`). DARE seeds (`merge.methods.*.seeds`) are replicates of one setting.
+# over the evaluated merges (the argmax over the grid only, the greedy search also at a default that is no grid value);
+# the test numbers of the chosen settings are read, never used to choose. Per-task scores are normalized by the
+# fine-tuned accuracy (`evaluate.normalize_by`); the joint search selects on pooled validation Hits@k
+# (`evaluate.joint`). DARE seeds (`merge.methods.*.seeds`) are replicates of one setting. The joint search walks its
+# own grid order and defaults where `merge.methods.<m>.joint` sets them (KnOTS's joint script walks top-K descending
+# from 30); each rule gets only its own spec, so editing the joint block reruns the joint search only (and the merges
+# a new default outside the grid needs).
 
 # (common.smk's check_suite has checked evaluate.* against the suite: published accuracies exist, select_k in ks)
 JOINT = config["evaluate"]["joint"]
@@ -40,7 +44,7 @@ rule search_joint:
     conda:
         "../envs/report.yaml"
     params:
-        spec=lambda wildcards: PLANS[wildcards.method].search_spec(),
+        spec=lambda wildcards: PLANS[wildcards.method].search_spec(joint=True),
         joint=JOINT,
         tasks=TASKS,
         code=script_code("search_joint.py"),
