@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from loramerge.repro.plan import build_plan
 from loramerge.repro.search import (
     SelectionError,
     build_setting_table,
@@ -23,6 +25,8 @@ from loramerge.repro.search import (
     normalize,
     select_method,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FINETUNED = {"digits": {"test": 0.8, "val": 0.9}, "letters": {"test": 0.5, "val": 0.4}}
 
@@ -253,6 +257,40 @@ def test_parameters_outside_the_order_are_fixed():
     assert greedy_select(table, ["lam", "drop_p"], grids, {"seed": 1, "drop_p": 0.1}).params["seed"] == 1
 
 
+# KnOTS's per-task DARE walk: λ swept at p = 1e-5 (no grid value), then p from 0.99 downwards.
+KNOTS_P = [0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+P_SCORE = {0.99: 500, 0.9: 600, 0.8: 550, 0.7: 560, 0.6: 570, 0.5: 580, 0.4: 590, 0.3: 590, 0.2: 560, 0.1: 610}
+LAM_OFFSET = {0.1: -100, 0.2: 0, 0.3: 100}
+
+
+def knots_dare_table():
+    """p on the grid scores P_SCORE + LAM_OFFSET (best: λ 0.3, p 0.1); at the default p = 1e-5, λ 0.2 wins with the
+    highest score of all, which the grid argmax must not see."""
+    scores = {(lam, p): P_SCORE[p] + offset for lam, offset in LAM_OFFSET.items() for p in KNOTS_P}
+    scores.update({(0.1, 1e-5): 800, (0.2, 1e-5): 950, (0.3, 1e-5): 900})
+    return one_task_table(scores, ("lam", "drop_p"))
+
+
+def test_greedy_walks_the_dare_grid_descending_from_the_knots_default():
+    table = knots_dare_table()
+    grids = {"lam": list(LAM_OFFSET), "drop_p": KNOTS_P}
+    result = greedy_select(table, ["lam", "drop_p"], grids, {"drop_p": 1e-5})
+    # λ at p = 1e-5: 80, 95, 90 (stop) → 0.2; p at λ 0.2: 0.99 (50), 0.9 (60), 0.8 (55, stop) → 0.9
+    assert [(s["params"]["drop_p"], s["value"], s["kept"]) for s in result.path[:3]] == [
+        (1e-5, 0.1, True),
+        (1e-5, 0.2, True),
+        (1e-5, 0.3, False),
+    ]
+    assert result.params == {"lam": 0.2, "drop_p": 0.9}
+    # the grid's order decides: walked ascending, the sweep stops after p 0.1 (61) at 0.2 (56)
+    ascending = greedy_select(table, ["lam", "drop_p"], {**grids, "drop_p": KNOTS_P[::-1]}, {"drop_p": 1e-5})
+    assert ascending.params == {"lam": 0.2, "drop_p": 0.1}
+    # so does the default: held at the grid's first value 0.99, λ would walk on to 0.3
+    assert greedy_select(table, ["lam", "drop_p"], grids, {"drop_p": 0.99}).params == {"lam": 0.3, "drop_p": 0.9}
+    # the full-grid argmax ranges over the grid product only, never the default's settings (95 at p = 1e-5)
+    assert grid_select(table, ["lam", "drop_p"], grids, {"drop_p": 1e-5}) == {"lam": 0.3, "drop_p": 0.1}
+
+
 # -- select_method -------------------------------------------------------------------------------------------------
 
 
@@ -465,3 +503,36 @@ def test_evaluation_files_come_from_every_job_folder_in_point_order(tmp_path):
     (second / "top_k~50.json").write_text("{}")
     with pytest.raises(SelectionError, match="top_k~50' was also evaluated in"):
         evaluation_files([first, second])
+
+
+# -- from the plan's spec to the selection ---------------------------------------------------------------------------
+
+
+def test_the_plans_points_cover_the_greedy_walk_at_an_out_of_grid_default():
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["merge"]["methods"]["dare_ties"] = {
+        "seeds": [0, 1],
+        "grid": {"drop_p": KNOTS_P},
+        "fixed": {"top_k": 100},
+        "defaults": {"drop_p": 1.0e-5},
+        "order": ["lam", "drop_p"],
+    }
+    plan = build_plan(config)["dare_ties"]
+    spec = plan.search_spec()
+    lams = spec["grids"]["lam"]
+
+    def scores(point):
+        # λ's best is the grid's last at p = 1e-5 and its first elsewhere; the 1e-5 merges score best of all
+        return {lam: 900 + i if point["drop_p"] == 1e-5 else P_SCORE[point["drop_p"]] - i for i, lam in enumerate(lams)}
+
+    evaluations = [evaluation("dare_ties", point, scores(point)) for point in plan.points.values()]
+    finetuned = {"digits": {"test": 1.0}, "letters": {"test": 1.0}}
+    args = (finetuned, spec["order"], spec["grids"], spec["defaults"])
+    result = select_method(evaluations, *args, replicates=spec["replicates"])
+    assert result.settings_evaluated == len(lams) * (len(KNOTS_P) + 1)  # the seeds are merged into one setting
+    assert {step.params["drop_p"] for step in result.greedy_path if step.param == "lam"} == {1e-5}
+    assert result.greedy.params == {"drop_p": 0.9, "lam": lams[-1], "top_k": 100}
+    assert result.grid.params == {"drop_p": 0.1, "lam": lams[0], "top_k": 100}
+    on_grid = [ev for ev in evaluations if ev["point"]["drop_p"] != 1e-5]
+    with pytest.raises(SelectionError, match=r"drop_p=1e-05.*not evaluated"):
+        select_method(on_grid, *args, replicates=spec["replicates"])
