@@ -12,7 +12,9 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import yaml
 
+from loramerge.repro.plan import build_plan
 from loramerge.repro.search import (
     SelectionError,
     build_joint_table,
@@ -26,8 +28,11 @@ from loramerge.repro.search import (
 KS = [1, 3, 5]
 
 
-def joint_evaluation(method: str, point: dict, hits: dict, totals: dict[str, int], splits=("val", "test")) -> dict:
-    """hits: lam -> task -> (h1, h3, h5), the same on every split unless a split -> ... dict is given per lam."""
+def joint_evaluation(
+    method: str, point: dict, hits: dict, totals: dict[str, int], splits=("val", "test"), ks=KS
+) -> dict:
+    """hits: lam -> task -> (h1, h3, h5) (a count per k of ``ks``), the same on every split unless a split -> ...
+    dict is given per lam."""
     records = []
     for lam, by_task in hits.items():
         for split in splits:
@@ -39,7 +44,7 @@ def joint_evaluation(method: str, point: dict, hits: dict, totals: dict[str, int
                         "task": task,
                         "split": split,
                         "total": totals[task],
-                        "hits": {str(k): count for k, count in zip(KS, counts, strict=True)},
+                        "hits": {str(k): count for k, count in zip(ks, counts, strict=True)},
                     }
                 )
     return {"method": method, "point": point, "records": records}
@@ -152,6 +157,37 @@ def test_joint_greedy_matches_brute_force_on_random_tables():
     assert stops_at_ties > 30
 
 
+def test_the_joint_search_walks_top_k_descending_from_30_and_stops_at_a_tie():
+    # KnOTS's joint script: λ at top-K 30, then top-K from 100 down, keeping a value only if strictly better
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["merge"]["lambdas"] = [0.5, 1.0]
+    ties = config["merge"]["methods"]["ties"]
+    ties["grid"] = {"top_k": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]}  # the per-task walk: ascending from 20
+    ties["joint"] = {"grid": {"top_k": ties["grid"]["top_k"][::-1]}, "defaults": {"top_k": 30}}
+    plan = build_plan(config)["ties"]
+    hits3 = {(0.5, k): 40 for k in ties["grid"]["top_k"]}
+    hits3.update({(0.5, 20): 65, (0.5, 30): 60})
+    at_one = {100: 50, 90: 55, 80: 55, 70: 58, 60: 40, 50: 40, 40: 40, 30: 70, 20: 61, 10: 62}
+    hits3.update({(1.0, k): pct for k, pct in at_one.items()})
+    evaluations = [
+        joint_evaluation("ties", point, by_hits3({lam: hits3[(lam, point["top_k"])] for lam in (0.5, 1.0)}), TOTALS)
+        for point in plan.points.values()
+    ]
+
+    def select(spec):
+        return select_joint(evaluations, spec["order"], spec["grids"], spec["defaults"], ks=KS, select_k=3)
+
+    joint = select(plan.search_spec(joint=True))
+    # λ at 30: 60, 70 → 1.0; top-K at λ 1.0: 100 (50), 90 (55), 80 (55: a tie, not better, stops) → 90
+    assert [(s.param, s.value, s.kept) for s in joint.greedy_path] == [
+        ("lam", 0.5, True), ("lam", 1.0, True), ("top_k", 100, True), ("top_k", 90, True), ("top_k", 80, False),
+    ]  # fmt: skip
+    assert joint.greedy.params == {"lam": 1.0, "top_k": 90}
+    assert joint.grid.params == {"lam": 1.0, "top_k": 30}
+    # the per-task walk on the same numbers: λ at 20 keeps 0.5 (65, then 61), top-K up from 10: 40, 65, 60 → 20
+    assert select(plan.search_spec()).greedy.params == {"lam": 0.5, "top_k": 20}
+
+
 def test_joint_replicates_average_the_pooled_hits_over_seeds(tmp_path: Path):
     folder = tmp_path / "joint" / "dare_ties"
     folder.mkdir(parents=True)
@@ -232,7 +268,8 @@ def run_script(name: str, tmp_path: Path, *, input: Files, output: Files, **para
     runpy.run_path(str(ROOT / "scripts" / name), init_globals={"snakemake": job})
 
 
-def test_joint_scripts_from_evaluation_files_to_tables_5_and_9(tmp_path: Path):
+@pytest.mark.parametrize("ks", [KS, [1, 3, 5, 10]])  # KnOTS's scripts count Hits@10 too; the paper prints no Hits@10
+def test_joint_scripts_from_evaluation_files_to_tables_5_and_9(tmp_path: Path, ks: list[int]):
     totals = {task: 100 * (i + 1) for i, task in enumerate(VIT_TASKS)}
     specs = {
         "ties": ({"order": ["lam", "top_k"], "grids": {"lam": [0.5, 1.0], "top_k": [20, 30]},
@@ -248,11 +285,13 @@ def test_joint_scripts_from_evaluation_files_to_tables_5_and_9(tmp_path: Path):
         folder.mkdir(parents=True)
         for number, point in enumerate(points):
             # Hits@3 of every task: 40 % at λ 0.5, 60 % at λ 1.0, plus 5 % per point number (top_k 30, seeds 1 and 2)
+            # (and every sample within the top 5 and 10)
             hits = {
-                lam: {t: (n * base // 200, n * (base + 5 * number) // 100, n) for t, n in totals.items()}
+                lam: {t: (n * base // 200, n * (base + 5 * number) // 100, n, n)[: len(ks)] for t, n in totals.items()}
                 for lam, base in ((0.5, 40), (1.0, 60))
             }
-            (folder / f"{number}.json").write_text(json.dumps(joint_evaluation(method, point, hits, totals)))
+            evaluation = joint_evaluation(method, point, hits, totals, ks=ks)
+            (folder / f"{number}.json").write_text(json.dumps(evaluation))
         searches.append(tmp_path / "search_joint" / f"{method}.json")
         run_script(
             "search_joint.py",
@@ -260,7 +299,7 @@ def test_joint_scripts_from_evaluation_files_to_tables_5_and_9(tmp_path: Path):
             input=Files(evaluations=[folder]),  # one folder per evaluation job
             output=Files(searches[-1]),
             spec=spec,
-            joint={"ks": KS, "select_k": 3},
+            joint={"ks": ks, "select_k": 3},
             tasks=VIT_TASKS,
         )
     ties = json.loads(searches[0].read_text())
@@ -293,6 +332,10 @@ def test_joint_scripts_from_evaluation_files_to_tables_5_and_9(tmp_path: Path):
     dare_rows = table5[table5["Method"] == "DARE-TIES"]
     assert list(dare_rows["Source"]) == ["ours", "ours std", "paper", "Δ"] * 2
     assert "65.00 ± 5.00" in stems["table5_joint"].with_suffix(".md").read_text()
+    assert [column for column in table5.columns if column.startswith("Hits@")] == [f"Hits@{k}" for k in ks]
+    if 10 in ks:  # ours at 100 %, the paper's cell and Δ blank
+        assert float(ties_rows.loc[("greedy", "ours"), "Hits@10"]) == pytest.approx(100.0)
+        assert ties_rows.loc[("greedy", "Δ"), "Hits@10"] == ""
     table9 = pd.read_csv(stems["table9_joint_pertask"].with_suffix(".csv"), keep_default_na=False)
     assert set(table9["Method"]) >= {"TIES", "DARE-TIES", "Ensemble", "LoRA-LEGO", "Ours"}
     assert stems["table9_joint_pertask"].with_suffix(".tex").read_text().count("\\begin{tabular}") == 1

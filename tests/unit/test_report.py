@@ -393,7 +393,7 @@ def joint_selection(
         "test": split(pooled),
         "val": split({k: v + 1 for k, v in pooled.items()}),
     }
-    selection = {"greedy": summary, "grid": summary, "ks": [1, 3, 5], "select_k": 3}
+    selection = {"greedy": summary, "grid": summary, "ks": sorted(per_task), "select_k": 3}
     if std is not None:
         selection["replicates"] = {"seed": [0, 1, 2]}
     return search_result(VIT_TASKS, **selection)
@@ -441,6 +441,38 @@ def test_table5_and_table9_with_the_paper():
     plain = table5_joint({"ties": selections["ties"]})
     assert "Source" not in plain.columns and list(plain["Selection"]) == ["greedy", "grid"]
     assert any("Σ hits / Σ N" in note for note in plain.attrs["notes"])
+
+
+def test_joint_tables_with_hits_at_10_which_the_paper_does_not_print():
+    # KnOTS's scripts count Hits@{1,3,5,10}; the paper's Tables 5 and 9 print 1, 3 and 5
+    per_task = {k: [float(10 * k + i) for i in range(8)] for k in (1, 3, 5, 10)}
+    selections = {
+        "ties": joint_selection({1: 44.0, 3: 66.0, 5: 75.0, 10: 85.0}, per_task),
+        "dare_ties": joint_selection({1: 40.0, 3: 60.0, 5: 70.0, 10: 80.0}, per_task, std=0.5),
+    }
+    table5 = table5_joint(selections, paper="vit-b32", rules=["grid"])
+    assert [c for c in table5.columns if c.startswith("Hits@")] == ["Hits@1", "Hits@3", "Hits@5", "Hits@10"]
+    ties = table5[table5["Method"] == "TIES"].set_index("Source")
+    assert ties.loc["ours", "Hits@10"] == 85.0
+    assert list(ties.loc["paper", ["Hits@1", "Hits@3", "Hits@5"]]) == [43.7, 65.4, 73.9]
+    assert pd.isna(ties.loc["paper", "Hits@10"]) and pd.isna(ties.loc["Δ", "Hits@10"])
+    assert ties.loc["Δ", "Hits@5"] == pytest.approx(75.0 - 73.9)
+    assert any("prints no Hits@10" in note for note in table5.attrs["notes"])
+    lines = [line for line in to_markdown(table5).splitlines() if line.startswith("| TIES")]
+    assert lines[0].count("85.00") == 1 and "nan" not in to_markdown(table5).lower()
+    spec, cells = parse_tabular(to_latex(table5))
+    assert all(len(row) == len(spec) for row in cells)
+
+    table9 = table9_joint_per_task(selections, paper="vit-b32", rules=["grid"])
+    ties10 = table9[(table9["Method"] == "TIES") & (table9["Metric"] == "Hits@10")]
+    assert list(ties10["Source"]) == ["ours"] and list(ties10["Union"]) == [85.0]  # no paper row to set beside it
+    dare10 = table9[(table9["Method"] == "DARE-TIES") & (table9["Metric"] == "Hits@10")]
+    assert list(dare10["Source"]) == ["ours", "ours std"]
+    assert list(table9[(table9["Method"] == "TIES") & (table9["Metric"] == "Hits@5")]["Source"]) == [
+        "ours", "paper", "Δ",
+    ]  # fmt: skip
+    assert any("prints no Hits@10" in note for note in table9.attrs["notes"])
+    assert not any("prints no" in note for note in table5_joint(selections).attrs["notes"])  # no paper, no note
 
 
 def test_table7_and_energy_tables_with_the_paper():
