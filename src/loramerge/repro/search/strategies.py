@@ -131,7 +131,8 @@ def grid_select(
 
     Ties go to the first setting in that product order (each grid in its configured order). Parameters not in
     ``order`` are fixed as in :func:`greedy_select`. A grid setting that was not evaluated is an error unless
-    ``allow_missing``, in which case it is skipped.
+    ``allow_missing``, in which case it is skipped. Settings evaluated only for the greedy walk (at a default that is
+    no grid value, such as KnOTS's DARE p = 1e-5) are never candidates.
     """
     _check_grids(order, grids)
     fixed = _starting_params(table, order, defaults, free=set(order))
