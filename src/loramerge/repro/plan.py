@@ -191,7 +191,7 @@ def _joint_walk(
         if added:
             raise ConfigError(
                 f"{key}.joint.grid.{param}",
-                f"{added} are not values of {key}.grid.{param} {grid[param]}, which the joint search reads",
+                f"{added} not in {key}.grid.{param} {grid[param]}: the joint search reads the points it evaluates",
             )
         joint_grid[param] = list(values)
     return list(joint.get("order", order)), joint_grid, {**defaults, **joint.get("defaults", {})}
