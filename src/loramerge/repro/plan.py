@@ -1,7 +1,8 @@
 """The experiment plan a workflow config describes: which merges to run, which λ to evaluate, how to search.
 
 Pure Python on purpose: the Snakefile builds its DAG from this at every invocation, so it must not import torch.
-Range checks of single values live in the config schema; the checks here relate values to each other.
+Range checks of single values live in the config schema; the checks here relate values to each other, and repeat
+the range check of a search default, which need not be a grid value and then becomes merges of its own.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def _tuned_branches(
         if branch not in methods or branch == facts.name:
             raise ConfigError(f"{key}.branches", f"the '{prefix}' branch is tuned by the '{branch}' search; add it")
         branches[prefix] = branch
-    if SCALE_PARAM in spec.get("order", ()) or "lambdas" in spec:
-        raise ConfigError(f"{key}.order", "with tuned branches λ comes from the branch searches; do not search it")
+    if "lambdas" in spec:
+        raise ConfigError(f"{key}.lambdas", "with tuned branches λ comes from the branch searches; do not search it")
     return branches
 
 
@@ -147,14 +148,19 @@ _DEFAULT_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
 def _check_default(key: str, param: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(key, f"{value!r} is not a number")
-    within, allowed = _DEFAULT_RANGES.get(param, (lambda _: True, ""))
-    if not within(value):
-        raise ConfigError(key, f"{value} is not {allowed}")
+    if param in _DEFAULT_RANGES:
+        within, allowed = _DEFAULT_RANGES[param]
+        if not within(value):
+            raise ConfigError(key, f"{value} is not {allowed}")
 
 
 def _check_search(key: str, order: list[str], grid: dict, fixed: dict, defaults: dict, scaled: bool) -> None:
+    if not scaled and SCALE_PARAM in order:
+        raise ConfigError(f"{key}.order", "with tuned branches λ comes from the branch searches; do not search it")
     if scaled and SCALE_PARAM not in order:
         raise ConfigError(f"{key}.order", "must contain 'lam' (the merged update's scale is always searched)")
+    if scaled and order[0] != SCALE_PARAM:
+        raise ConfigError(f"{key}.order", f"'lam' must come first: no default λ is held while '{order[0]}' is swept")
     for param in order:
         if param != SCALE_PARAM and param not in grid:
             raise ConfigError(f"{key}.order", f"'{param}' has no values in {key}.grid")
@@ -167,10 +173,9 @@ def _check_search(key: str, order: list[str], grid: dict, fixed: dict, defaults:
         if param not in grid:
             raise ConfigError(f"{key}.defaults.{param}", f"'{param}' is not swept in {key}.grid")
         _check_default(f"{key}.defaults.{param}", param, value)
-    # Every parameter after the first is held at its default while an earlier one is swept (λ needs none: it is
-    # searched first, or it is 1 for tuned branches).
+    # Every parameter after the first is held at its default while an earlier one is swept.
     for param in order[1:]:
-        if param != SCALE_PARAM and param not in defaults:
+        if param not in defaults:
             raise ConfigError(
                 f"{key}.defaults", f"'{param}' is searched after '{order[0]}', so the greedy search needs its default"
             )
