@@ -2,7 +2,6 @@ from loramerge.apply import load_update
 from loramerge.atomic import write_json
 from loramerge.repro.heads import load_head
 from loramerge.repro.jobs import job_log, pick_device
-from loramerge.repro.splits import load_split
 from loramerge.repro.suites.base import suite_class
 from loramerge.repro.suites.evaluation import EvalTask, evaluate
 
@@ -12,8 +11,11 @@ with job_log(snakemake.log[0], params.threads) as log:
     device = pick_device(params.device, log)
     task, adapter = snakemake.wildcards.task, snakemake.input.adapter
     head, _ = load_head(snakemake.input.head)
-    tasks = [EvalTask(task, split, *load_split(snakemake.input[split])[:2], head) for split in ("val", "test")]
-    model = suite.load_backbone(snakemake.input.backbone, device)
+    masked = tuple(params.masked)
+    tasks = [
+        EvalTask(task, split, *suite.load_inputs(snakemake.input[split])[:2], head, masked) for split in ("val", "test")
+    ]
+    model = suite.load_backbone(snakemake.input.backbone, device, params.dtype)
     records = evaluate(suite, model, tasks, [1.0], load_update(adapter), params.batch_size, device, progress=True)
     for record in records:
         log.info("%s %s: %.4f", task, record["split"], record["accuracy"])

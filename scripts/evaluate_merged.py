@@ -5,7 +5,6 @@ from loramerge.apply import load_update
 from loramerge.atomic import write_json
 from loramerge.repro.heads import load_head
 from loramerge.repro.jobs import job_log, pick_device
-from loramerge.repro.splits import load_split
 from loramerge.repro.suites.base import suite_class
 from loramerge.repro.suites.evaluation import EvalTask, evaluate
 
@@ -16,9 +15,9 @@ with job_log(snakemake.log[0], params.threads) as log:
     heads = {task: load_head(path)[0] for task, path in zip(params.tasks, snakemake.input.heads, strict=True)}
     tasks = []
     for (task, split), path in zip(product(params.tasks, params.splits), snakemake.input.data, strict=True):
-        images, labels, _ = load_split(path)
-        tasks.append(EvalTask(task, split, images, labels, heads[task]))
-    model = suite.load_backbone(snakemake.input.backbone, device)
+        inputs, labels, _ = suite.load_inputs(path)
+        tasks.append(EvalTask(task, split, inputs, labels, heads[task], tuple(params.masked[task])))
+    model = suite.load_backbone(snakemake.input.backbone, device, params.dtype)
     out = Path(snakemake.output[0])
     for (name, point), merged in zip(params.points.items(), snakemake.input.merged, strict=True):
         log.info("evaluating %s", merged)

@@ -1,6 +1,6 @@
-"""The data-split file every suite writes and every evaluation reads: one safetensors file per task and split, with
-uint8 N×3×S×S `images` (or token ids, per suite) and int64 `labels`, and the class names as JSON in the metadata.
-Heads use the same metadata convention (`loramerge.repro.heads`)."""
+"""The data-split files the suites write and every evaluation reads: one safetensors file per task and split, with
+the inputs (uint8 N×3×S×S `images` for vision suites, padded int32 `input_ids` for text suites) and int64 `labels`,
+and the class names as JSON in the metadata. Heads use the same metadata convention (`loramerge.repro.heads`)."""
 
 from __future__ import annotations
 
@@ -44,10 +44,14 @@ def save_split(
 def _check_split(path: Path, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> None:
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
         raise DataError(path, f"images must be uint8 N×3×S×S, got {images.dtype} {tuple(images.shape)}")
-    if labels.dtype != torch.int64 or labels.ndim != 1 or len(labels) != len(images):
+    _check_labels(path, labels, len(images), class_names)
+
+
+def _check_labels(path: Path, labels: torch.Tensor, examples: int, class_names: list[str]) -> None:
+    if labels.dtype != torch.int64 or labels.ndim != 1 or len(labels) != examples:
         raise DataError(
             path,
-            f"labels must be int64 of length {len(images)} (one per image), got {labels.dtype} {tuple(labels.shape)}",
+            f"labels must be int64 of length {examples} (one per example), got {labels.dtype} {tuple(labels.shape)}",
         )
     if not class_names or not all(isinstance(name, str) for name in class_names):
         raise DataError(path, "class names must be a non-empty list of strings")
@@ -93,3 +97,62 @@ def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
     images, labels = tensors[IMAGES_KEY], tensors[LABELS_KEY]
     _check_split(Path(path), images, labels, class_names)
     return images, labels, class_names
+
+
+# ------------------------------------------------------------------------------------------------- token splits
+# Text suites store tokenised examples as one int32 N × L matrix: row i holds example i's token ids, right-padded
+# with PAD_ID (never a token id) to the longest example.
+TOKENS_KEY = "input_ids"
+PAD_ID = -1
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+    """int32 N × max-length matrix of the sequences, right-padded with PAD_ID."""
+    width = max((len(sequence) for sequence in sequences), default=1)
+    tokens = torch.full((len(sequences), width), PAD_ID, dtype=torch.int32)
+    for row, sequence in enumerate(sequences):
+        tokens[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.int32)
+    return tokens
+
+
+def sequence_lengths(tokens: torch.Tensor) -> torch.Tensor:
+    """int64 number of real tokens per row of a PAD_ID-padded matrix."""
+    return (tokens != PAD_ID).sum(dim=1)
+
+
+def _check_tokens(path: Path, tokens: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> None:
+    if tokens.dtype != torch.int32 or tokens.ndim != 2:
+        raise DataError(path, f"token ids must be an int32 N × L matrix, got {tokens.dtype} {tuple(tokens.shape)}")
+    lengths = sequence_lengths(tokens)
+    positions = torch.arange(tokens.shape[1]).expand_as(tokens)
+    if len(tokens) and (lengths.min() < 1 or ((tokens == PAD_ID) != (positions >= lengths[:, None])).any()):
+        raise DataError(path, f"every row must be at least one token id followed only by padding ({PAD_ID})")
+    if len(tokens) and tokens.min() < PAD_ID:
+        raise DataError(path, f"token ids must be non-negative (padding is {PAD_ID})")
+    _check_labels(path, labels, len(tokens), class_names)
+
+
+def save_token_split(
+    path: str | Path,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """A text suite's split file: `input_ids` (see PAD_ID), `labels`, class names and metadata, written atomically."""
+    path = Path(path)
+    _check_tokens(path, tokens, labels, list(class_names))
+    header = {key: str(value) for key, value in (metadata or {}).items()}
+    if CLASS_NAMES_KEY in header:
+        raise DataError(path, f"metadata key {CLASS_NAMES_KEY!r} is reserved for the class names")
+    header[CLASS_NAMES_KEY] = json.dumps(list(class_names))
+    tensors = {TOKENS_KEY: tokens.contiguous(), LABELS_KEY: labels.contiguous()}
+    write_atomically(path, lambda staging: save_file(tensors, staging, metadata=header))
+
+
+def load_token_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(int32 padded token ids, int64 labels, class names) of a file written by `save_token_split`, validated."""
+    tensors, class_names = read_labelled_tensors(path, (TOKENS_KEY, LABELS_KEY), "split")
+    tokens, labels = tensors[TOKENS_KEY], tensors[LABELS_KEY]
+    _check_tokens(Path(path), tokens, labels, class_names)
+    return tokens, labels, class_names

@@ -7,8 +7,8 @@ A suite is chosen by the config's `kind` (`demo_vision`, `clip`); its own settin
   trained for a demo), prepare each task's splits once and make each task's head. Those rules must produce, for the
   shared stages after them: `resources/<suite>/backbone`, `resources/<suite>/adapters/<task>`,
   `resources/<suite>/heads/<task>.safetensors` and `resources/<suite>/data/<task>/{val,test}.safetensors`;
-- how to load the backbone and compute the features that a task's head scores, for a batch of inputs, and under which
-  module-path prefixes an adapter's modules are found in the loaded backbone;
+- how to read a prepared split's inputs, load the backbone (in which dtypes) and compute the features that a task's
+  head scores, and under which module-path prefixes an adapter's modules are found in the loaded backbone;
 - which classes are masked per task, and which batches feed statistics (for the data-using merges, not built yet).
 Everything after the adapters (decompose, merge, evaluate, search, analysis, report) is shared and knows no suite.
 
@@ -42,6 +42,7 @@ class Suite(ABC):
     kind: ClassVar[str]
     section: ClassVar[str]  # the config section holding this kind's settings
     module_prefixes: ClassVar[tuple[str, ...]] = ("",)
+    dtypes: ClassVar[tuple[str, ...]] = ("float32",)  # the backbone dtypes `evaluate.dtype` may choose
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         if self.section not in config:
@@ -66,6 +67,9 @@ class Suite(ABC):
             raise ConfigError("evaluate.joint.select_k", f"must be one of evaluate.joint.ks {joint['ks']}")
         if self.config["evaluate"]["normalize_by"] == "published" and not self.has_published_finetuned():
             raise ConfigError("evaluate.normalize_by", f"'published' needs {self.published_key()}; use 'measured'")
+        dtype = self.config["evaluate"].get("dtype", "float32")
+        if dtype not in self.dtypes:
+            raise ConfigError("evaluate.dtype", f"suites of kind '{self.kind}' evaluate in {', '.join(self.dtypes)}")
         self.check_section()
 
     @abstractmethod
@@ -92,6 +96,10 @@ class Suite(ABC):
         """Classes whose logits are set to −inf for `task` (none for the vision suites)."""
         return []
 
+    def masked_by_task(self) -> dict[str, list[int]]:
+        """Every task's masked classes, as the evaluation jobs receive them."""
+        return {task: self.masked_classes(task) for task in self.tasks}
+
     def statistics_batches(self, task: str, split: str) -> Any:
         """The batches that feed per-task statistics (Gram, Fisher) for the data-using merges; not built yet."""
         raise NotImplementedError(f"suite kind '{self.kind}' does not collect statistics yet")
@@ -100,8 +108,17 @@ class Suite(ABC):
 
     @classmethod
     @abstractmethod
-    def load_backbone(cls, folder: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """The backbone the input rules wrote, in eval mode on `device`."""
+    def load_backbone(
+        cls, folder: str | Path, device: str | torch.device = "cpu", dtype: str = "float32"
+    ) -> torch.nn.Module:
+        """The backbone the input rules wrote, in `dtype` (one of `dtypes`) and eval mode on `device`."""
+
+    @classmethod
+    def load_inputs(cls, path: str | Path) -> tuple[Any, torch.Tensor, list[str]]:
+        """(inputs `encode` takes, int64 labels, class names) of a prepared split file; images by default."""
+        from loramerge.repro.splits import load_split
+
+        return load_split(path)
 
     @classmethod
     @abstractmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,23 +24,27 @@ if TYPE_CHECKING:
 class EvalTask:
     name: str
     split: str
-    images: torch.Tensor  # uint8 N×3×S×S
+    inputs: Any  # what the suite's `encode` takes: uint8 N×3×S×S images, padded token ids
     labels: torch.Tensor  # int64 N
-    head: torch.Tensor  # n_classes × projection_dim
+    head: torch.Tensor  # n_classes × feature dimension
+    masked: tuple[int, ...] = ()  # classes this task never predicts (their logits are −inf)
 
 
-def count_correct(features: torch.Tensor, head: torch.Tensor, labels: torch.Tensor) -> int:
-    """Number of rows whose argmax(features @ head.T) equals the label."""
+def count_correct(features: torch.Tensor, head: torch.Tensor, labels: torch.Tensor, masked: Sequence[int] = ()) -> int:
+    """Number of rows whose argmax(features @ head.T), with the `masked` classes' logits at −inf, is the label."""
     if features.shape[1] != head.shape[1]:
         raise DataError("head", f"has dimension {head.shape[1]} but the features have {features.shape[1]}")
-    predictions = (features.float() @ head.float().T).argmax(dim=1)
-    return int((predictions == labels).sum())
+    if any(not 0 <= index < head.shape[0] for index in masked):
+        raise DataError("head", f"masked classes {list(masked)} are not among its {head.shape[0]} classes")
+    logits = features.float() @ head.float().T
+    logits[:, list(masked)] = float("-inf")
+    return int((logits.argmax(dim=1) == labels).sum())
 
 
 def _records(lam: float, tasks: Sequence[EvalTask], features: Sequence[torch.Tensor]) -> list[dict]:
     records = []
     for task, task_features in zip(tasks, features, strict=True):
-        correct, total = count_correct(task_features, task.head, task.labels), len(task.labels)
+        correct, total = count_correct(task_features, task.head, task.labels, task.masked), len(task.labels)
         records.append(
             {
                 "lam": float(lam),
@@ -69,7 +73,7 @@ def _features_per_scale(
     model.to(device)
 
     def encode_all() -> list[torch.Tensor]:
-        return [suite.encode(model, task.images, batch_size, device, progress, fp16) for task in tasks]
+        return [suite.encode(model, task.inputs, batch_size, device, progress, fp16) for task in tasks]
 
     if update is None:
         features = encode_all()

@@ -24,7 +24,10 @@ class ClipVisionModel:
     module_prefixes: tuple[str, ...] = ("", "vision_model.")
 
     @classmethod
-    def load_backbone(cls, folder: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    def load_backbone(
+        cls, folder: str | Path, device: str | torch.device = "cpu", dtype: str = "float32"
+    ) -> torch.nn.Module:
+        """Always float32 weights: KnOTS evaluates per task under fp16 autocast (`encode`), jointly in fp32."""
         from loramerge.repro.suites.clip.model import load_backbone
 
         return load_backbone(folder, device)
