@@ -19,6 +19,7 @@ runtime methods import torch themselves.
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 SUITE_KINDS: dict[str, str] = {
     "demo_vision": "loramerge.repro.suites.demo_vision.suite:DemoVisionSuite",
     "clip": "loramerge.repro.suites.clip.suite:ClipSuite",
+    "demo_text": "loramerge.repro.suites.demo_text.suite:DemoTextSuite",
+    "llama_nli": "loramerge.repro.suites.llama.suite:LlamaNliSuite",
 }
 
 
@@ -43,6 +46,9 @@ class Suite(ABC):
     section: ClassVar[str]  # the config section holding this kind's settings
     module_prefixes: ClassVar[tuple[str, ...]] = ("",)
     dtypes: ClassVar[tuple[str, ...]] = ("float32",)  # the backbone dtypes `evaluate.dtype` may choose
+    # A JSON schema (YAML, shipped beside the suite's module) for the settings section; the workflow's config schema
+    # only knows that the section is an object. None: the config schema describes the section itself.
+    section_schema: ClassVar[str | None] = None
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         if self.section not in config:
@@ -61,7 +67,8 @@ class Suite(ABC):
         return f"workflow/inputs/{self.kind}.smk"
 
     def check(self) -> None:
-        """Relations the schema cannot express; raises ConfigError naming the key."""
+        """The section against its schema, then relations no schema can express; raises ConfigError naming the key."""
+        self.validate_section()
         joint = self.config["evaluate"]["joint"]
         if joint and joint["select_k"] not in joint["ks"]:
             raise ConfigError("evaluate.joint.select_k", f"must be one of evaluate.joint.ks {joint['ks']}")
@@ -75,6 +82,20 @@ class Suite(ABC):
     @abstractmethod
     def check_section(self) -> None:
         """Relations inside this kind's own section."""
+
+    def validate_section(self) -> None:
+        """The settings section against `section_schema`; the first violation is a ConfigError naming its key."""
+        if self.section_schema is None:
+            return
+        import jsonschema
+        import yaml
+
+        package = type(self).__module__.rpartition(".")[0]
+        schema = yaml.safe_load(importlib.resources.files(package).joinpath(self.section_schema).read_text("utf-8"))
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(self.settings), key=lambda e: list(e.path))
+        if errors:
+            first = errors[0]
+            raise ConfigError(".".join([self.section, *map(str, first.path)]), first.message)
 
     def published_finetuned(self) -> dict[str, float]:
         """Task -> the fine-tuned test accuracy (%) the adapters' authors published; empty when there are none."""
