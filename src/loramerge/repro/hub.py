@@ -4,7 +4,9 @@ Every artifact a suite downloads is recorded in a *lock file* (JSON, committed n
 commit each repository is read at, and the sha256 of every file. `loramerge lock` writes it once on a machine with
 hub access; afterwards every download is read at the locked commit and checked against the locked sha256, and a
 mismatch stops the run naming the file. Downloads go through `huggingface_hub`, so its cache (HF_HOME / HF_HUB_CACHE)
-and offline mode (HF_HUB_OFFLINE=1) apply as usual.
+and offline mode (HF_HUB_OFFLINE=1) apply as usual. A gated repository (one whose licence must be accepted, e.g.
+Meta's Llama models) is locked and downloaded with the token in HF_TOKEN; without it, or when the hub refuses it, the
+error says so.
 
 Lock file layout::
 
@@ -17,9 +19,11 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import shutil
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -196,26 +200,120 @@ def lock_suite(
     """The lock of a paper suite's `vision` config section: the backbone, every adapter, every dataset (and full
     release a validation split is reconstructed from) and every permutation URL. Entries already in `previous` are
     kept (a lock is only ever extended; delete an entry to re-resolve it)."""
-    lock = {"repos": dict((previous or {}).get("repos", {})), "urls": dict((previous or {}).get("urls", {}))}
-    wanted = [("model", vision["backbone"]["repo"], vision["backbone"]["files"], vision["backbone"]["revision"])]
+    wanted = [
+        RepoRequest("model", vision["backbone"]["repo"], vision["backbone"]["files"], vision["backbone"]["revision"])
+    ]
     for spec in vision["tasks"].values():
-        wanted.append(("model", spec["adapter"], vision["adapter_files"], "main"))
+        wanted.append(RepoRequest("model", spec["adapter"], vision["adapter_files"]))
         dataset = spec["dataset"]
         patterns = [pattern for split in sorted(dataset["files"]) for pattern in dataset["files"][split]]
-        wanted.append(("dataset", dataset["repo"], patterns, dataset["revision"]))
+        wanted.append(RepoRequest("dataset", dataset["repo"], patterns, dataset["revision"]))
         if "release" in spec:
             release = spec["release"]
-            wanted.append(("dataset", release["repo"], release["files"], release["revision"]))
-    for repo_type, repo_id, patterns, revision in wanted:
-        key = repo_key(repo_type, repo_id)
-        if key not in lock["repos"]:
-            log(f"locking {key} at {revision}")
-            lock["repos"][key] = lock_repo(repo_type, repo_id, patterns, revision, client)
+            wanted.append(RepoRequest("dataset", release["repo"], release["files"], release["revision"]))
     permutations = vision["permutations"]
-    for spec in vision["tasks"].values():
-        if spec["split"] == "permutation":
-            url = permutations["url"].format(revision=permutations["revision"], file=spec["permutation"])
-            if url not in lock["urls"]:
-                log(f"locking {url}")
-                lock["urls"][url] = lock_url(url, opener)
+    urls = [
+        permutations["url"].format(revision=permutations["revision"], file=spec["permutation"])
+        for spec in vision["tasks"].values()
+        if spec["split"] == "permutation"
+    ]
+    return extend_lock(wanted, urls, previous, client, opener, log)
+
+
+# ---------------------------------------------------------------------------------------------- any suite's lock
+
+
+@dataclass(frozen=True)
+class RepoRequest:
+    """One repository a suite downloads: the files matching `patterns` at `revision`. A gated repository (an
+    accepted licence, e.g. Meta's Llama models) is read with the token in HF_TOKEN."""
+
+    repo_type: str
+    repo_id: str
+    patterns: Sequence[str]
+    revision: str = "main"
+    gated: bool = False
+
+
+TOKEN_VARIABLE = "HF_TOKEN"
+
+
+def hub_token(repo_id: str) -> str:
+    """The token a gated repository is read with: HF_TOKEN, or a HubError that says to set it."""
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if not token:
+        raise HubError(
+            repo_id,
+            f"a gated repository: set {TOKEN_VARIABLE} to a hub token of an account that accepted its licence "
+            f"(https://huggingface.co/{repo_id}); {TOKEN_VARIABLE} is not set",
+        )
+    return token
+
+
+def _refused(error: BaseException | None) -> bool:
+    """Whether the hub refused the token (gated repository, 401 or 403) anywhere in an exception's chain."""
+    from huggingface_hub.errors import GatedRepoError
+
+    while error is not None:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(error, GatedRepoError) or status in (401, 403):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _refusal(repo_id: str, error: BaseException) -> HubError:
+    return HubError(
+        repo_id,
+        f"the hub refused the token in {TOKEN_VARIABLE} for this gated repository: accept its licence at "
+        f"https://huggingface.co/{repo_id} with the token's account and check the token can read it ({error})",
+    )
+
+
+def fetch_gated_repo_files(
+    lock: Mapping[str, Any],
+    lock_path: str | Path,
+    repo_type: str,
+    repo_id: str,
+    client: HubClient | None = None,
+) -> dict[str, Path]:
+    """`fetch_repo_files` of a gated repository: HF_TOKEN must be set, and a refusal says so."""
+    hub_token(repo_id)
+    try:
+        return fetch_repo_files(lock, lock_path, repo_type, repo_id, client)
+    except HubError as error:
+        if _refused(error):
+            raise _refusal(repo_id, error) from error
+        raise
+
+
+def extend_lock(
+    repos: Sequence[RepoRequest],
+    urls: Sequence[str],
+    previous: Mapping[str, Any] | None = None,
+    client: HubClient | None = None,
+    opener: Callable[[str], Any] = urllib.request.urlopen,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`previous` (a lock) with an entry for every repository and URL it lacks; entries it has are kept (a lock is
+    only ever extended; delete an entry to re-resolve it)."""
+    lock = {"repos": dict((previous or {}).get("repos", {})), "urls": dict((previous or {}).get("urls", {}))}
+    for request in repos:
+        key = repo_key(request.repo_type, request.repo_id)
+        if key in lock["repos"]:
+            continue
+        log(f"locking {key} at {request.revision}")
+        if request.gated:
+            hub_token(request.repo_id)
+        try:
+            entry = lock_repo(request.repo_type, request.repo_id, request.patterns, request.revision, client)
+        except Exception as error:  # huggingface_hub raises many types; only a refused token is reworded
+            if request.gated and _refused(error):
+                raise _refusal(request.repo_id, error) from error
+            raise
+        lock["repos"][key] = entry
+    for url in urls:
+        if url not in lock["urls"]:
+            log(f"locking {url}")
+            lock["urls"][url] = lock_url(url, opener)
     return lock
