@@ -270,4 +270,9 @@ def _cut_down(config: dict[str, Any]) -> dict[str, Any]:
                 spec["grid"][param] = [0.0, 0.5, 1.0]
             else:
                 spec["grid"][param] = [spec["defaults"][param], 100] if param == "top_k" else [0.1, 0.5]
+        joint = spec.get("joint")
+        if joint:
+            # the joint walk reads the per-task merges: the cut-down grid walked backwards from the per-task default
+            joint["grid"] = {param: spec["grid"][param][::-1] for param in joint.get("grid", {})}
+            joint["defaults"] = dict(spec["defaults"])
     return config

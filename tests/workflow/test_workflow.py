@@ -78,9 +78,9 @@ BAD_CONFIGS = {
     "missing suite": (lambda c: c.pop("suite"), "suite"),
     "unknown key": (lambda c: c["evaluate"].update(batchsize=8), "batchsize"),
     "top_k out of range": (lambda c: c["merge"]["methods"]["ties"]["grid"].update(top_k=[0, 20]), "top_k"),
-    "default not in grid": (
-        lambda c: c["merge"]["methods"]["ties"]["defaults"].update(top_k=30),
-        "merge.methods.ties.defaults.top_k",
+    "joint grid value not in the grid": (
+        lambda c: c["merge"]["methods"]["ties"].update(joint={"grid": {"top_k": [100, 30]}}),
+        "merge.methods.ties.joint.grid.top_k",
     ),
     "override of an unknown task": (
         lambda c: c["demo"]["finetune"]["per_task"].update(cars={"steps": 3}),
