@@ -1,12 +1,18 @@
 # The paper's tables and figures, each a CSV + Markdown + LaTeX triple or a PNG + PDF pair, all in the HTML report.
 # With `report.paper`, every table puts the paper's published numbers and the difference beside ours.
 
+from loramerge.repro.report.table3 import pertask_table
+
 PAPER = config["report"]["paper"]
+# The per-task table takes the paper's number for it, which the paper's folder gives (Table 4 for llama3-8b);
+# Table 3 without a paper.
+PERTASK_TABLE = pertask_table(PAPER)
+PERTASK = f"{PERTASK_TABLE}_pertask"
 
 TABLE_EXTENSIONS = ["csv", "md", "tex"]
 FINAL_TABLES = [
     "finetuned_accuracy",
-    "table3_pertask",
+    PERTASK,
     "table1_energy_svd",
     "table2_energy_cur",
 ]
@@ -63,12 +69,12 @@ rule table3:
         finetuned=finetuned_results,
     output:
         csv=report(
-            "results/{suite}/tables/table3_pertask.csv",
-            caption="report/table3.rst",
+            "results/{suite}/tables/" + PERTASK + ".csv",
+            caption="report/" + PERTASK_TABLE + ".rst",
             category="Tables",
         ),
-        md="results/{suite}/tables/table3_pertask.md",
-        tex="results/{suite}/tables/table3_pertask.tex",
+        md="results/{suite}/tables/" + PERTASK + ".md",
+        tex="results/{suite}/tables/" + PERTASK + ".tex",
     log:
         "logs/{suite}/table3.log",
     conda:

@@ -1,14 +1,22 @@
-"""Table 3: per-task normalized test accuracy of every method's selected setting, beside the paper's."""
+"""The per-task table: per-task normalized test accuracy of every method's selected setting, beside the paper's.
+
+The paper prints it once per suite, under its own number (Table 3 for ViT-B/32, Table 4 for Llama-3-8B): the paper's
+folder says which by the name of the file it holds, ``table<N>_pertask.csv``, and our table takes that name, so the
+workflow needs to know no suite. Without a paper it is Table 3's analogue.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from importlib import resources
 
 import pandas as pd
 
+from loramerge.repro.report import paper as paper_package
 from loramerge.repro.report.naming import format_params, method_display_name, ordered_methods, paper_method_name
 from loramerge.repro.report.naming import task_columns as display_columns
-from loramerge.repro.report.paper import COPIED_FROM_KNOTS, FULL_FINETUNE, read_paper_table
+from loramerge.repro.report.paper import COPIED_FROM_KNOTS, FULL_FINETUNE, PAPERS, read_paper_table
 from loramerge.repro.report.rows import (
     AVERAGE_COLUMN,
     FINETUNED_ROW,
@@ -27,6 +35,33 @@ from loramerge.repro.report.rows import (
 )
 from loramerge.repro.search import RULES, Finetuned, Selection
 
+DEFAULT_TABLE = "table3"  # the paper's first per-task table: the name without a paper
+_PERTASK_FILE = re.compile(r"(table\d+)_pertask\.csv")
+TITLE = (
+    "Per-task normalized test accuracy (%) of each method at its selected hyper-parameters "
+    "(greedy: the KnOTS authors' linear search; grid: the full-grid argmax; both on validation)"
+)
+
+
+def pertask_table(paper: str | None) -> str:
+    """The paper's name of the per-task table (``table3``, ``table4``): the ``table<N>_pertask.csv`` its folder holds.
+
+    Without a paper, ``table3``. The per-task table's files are ``<name>_pertask.{csv,md,tex}``.
+    """
+    if paper is None:
+        return DEFAULT_TABLE
+    if paper not in PAPERS:
+        raise ValueError(f"report.paper {paper!r} is not one of the papers with published numbers {list(PAPERS)}")
+    folder = resources.files(paper_package).joinpath(paper)
+    tables = sorted(match[1] for entry in folder.iterdir() if (match := _PERTASK_FILE.fullmatch(entry.name)))
+    if len(tables) != 1:
+        raise ValueError(f"report.paper {paper!r}: expected one per-task table table<N>_pertask.csv, found {tables}")
+    return tables[0]
+
+
+def _display(table: str) -> str:
+    return table.replace("table", "Table ")
+
 
 def _normalized_by(selections: Mapping[str, Selection], methods: Sequence[str]) -> str | None:
     bases = {selections[method].normalized_by for method in methods}
@@ -36,11 +71,11 @@ def _normalized_by(selections: Mapping[str, Selection], methods: Sequence[str]) 
 
 
 def _published_rows(
-    paper: str, columns: Sequence[str], task_columns: Sequence[str]
+    paper: str, table: str, columns: Sequence[str], task_columns: Sequence[str]
 ) -> tuple[dict[str, Row], list[str]]:
-    """The paper's rows by method name, and the methods whose rows the paper copied from KnOTS."""
-    printed = read_paper_table(paper, "table3")
-    check_paper_tasks(paper, "Table 3", printed.columns, task_columns)
+    """The paper's rows of its per-task `table` by method name, and the methods whose rows it copied from KnOTS."""
+    printed = read_paper_table(paper, table)
+    check_paper_tasks(paper, _display(table), printed.columns, task_columns)
     published, copied = {}, []
     for _, row in printed.iterrows():
         published[str(row["method"])] = {column: float(row[column]) for column in columns}
@@ -59,7 +94,8 @@ def table3_per_task(
     base_split: str = "test",
     paper: str | None = None,
 ) -> pd.DataFrame:
-    """Table 3: one row per (selection rule, method), normalized test accuracy per task, ``Average`` over them.
+    """The per-task table (Table 3, or the paper's number for it, see :func:`pertask_table`): one row per (selection
+    rule, method), normalized test accuracy per task, ``Average`` over them.
 
     ``selections`` maps a method to its :func:`loramerge.repro.search.select_method` result. The first row is the
     fine-tuned models' absolute ``base_split`` accuracy in %, as measured here. Rows follow ``rules`` then ``methods``
@@ -69,13 +105,16 @@ def table3_per_task(
     tasks = list(tasks) if tasks is not None else sorted(finetuned)
     task_columns = display_columns(tasks)
     values_columns = [*task_columns, AVERAGE_COLUMN]
+    table = pertask_table(paper)
     methods = ordered_methods(selections, methods)
     for method in methods:
         if not isinstance(selections[method], Selection):
-            raise ValueError(f"Table 3 needs the per-task selection of {method!r}, not {type(selections[method])}")
+            raise ValueError(
+                f"{_display(table)} needs the per-task selection of {method!r}, not {type(selections[method])}"
+            )
         for rule in rules:
             selections[method].chosen(rule)
-    published, copied = _published_rows(paper, values_columns, task_columns) if paper is not None else ({}, [])
+    published, copied = ({}, []) if paper is None else _published_rows(paper, table, values_columns, task_columns)
 
     rows = Rows()
     finetuned_values = [100.0 * float(finetuned[task][base_split]) for task in tasks]
@@ -106,7 +145,7 @@ def table3_per_task(
                 }
             labels = {"Method": method_display_name(method), "Selection": rule}
             rows.ours({**labels, PARAMS_COLUMN: format_params(chosen.params)}, ours, std)
-            name = paper_method_name("table3", method) if paper is not None else None
+            name = paper_method_name(table, method) if paper is not None else None
             if name in published:
                 mapped[name] = method
                 rows.paper({**labels, "Selection": ""}, published[name])
@@ -121,15 +160,12 @@ def table3_per_task(
         replicates_note(selections, methods),
     ]
     if paper is not None:
-        notes.append(paper_note(paper, "table3", paper_only))
+        notes.append(paper_note(paper, table, paper_only))
         if copied:
             notes.append(f"The paper took its rows {', '.join(copied)} from KnOTS (Stoica et al., 2025).")
     return rows.frame(
         ["Method", "Selection", SOURCE_COLUMN, *values_columns, VAL_AVERAGE_COLUMN, PARAMS_COLUMN],
         with_source=paper is not None or bool(rows.std_rows),
-        title=(
-            "Per-task normalized test accuracy (%) of each method at its selected hyper-parameters "
-            "(greedy: the KnOTS authors' linear search; grid: the full-grid argmax; both on validation)"
-        ),
+        title=TITLE if paper is None else f"As in the paper's {_display(table)} ({paper}): {TITLE}",
         notes=notes,
     )
