@@ -69,12 +69,12 @@ rule table3:
         finetuned=finetuned_results,
     output:
         csv=report(
-            "results/{suite}/tables/" + PERTASK + ".csv",
-            caption="report/" + PERTASK_TABLE + ".rst",
+            f"results/{{suite}}/tables/{PERTASK}.csv",
+            caption=f"report/{PERTASK_TABLE}.rst",
             category="Tables",
         ),
-        md="results/{suite}/tables/" + PERTASK + ".md",
-        tex="results/{suite}/tables/" + PERTASK + ".tex",
+        md=f"results/{{suite}}/tables/{PERTASK}.md",
+        tex=f"results/{{suite}}/tables/{PERTASK}.tex",
     log:
         "logs/{suite}/table3.log",
     conda:
