@@ -10,7 +10,10 @@ of its 8 B parameters):
     length-sorted batches, right padding, attention masks, last-token pooling) on NLI-length inputs, in float32 and
     bfloat16, inside the applied update as the evaluation runs it, and the peak GPU memory of each dtype;
 then CLIP ViT-B/32 images/s under fp16 autocast (the vision suites' per-task protocol), and the seconds one
-merged-model evaluation (one setting at one λ: validation + test of the 6 NLI tasks) takes in each dtype.
+merged-model evaluation (one setting at one λ: validation + test of the 6 NLI tasks) takes in each dtype, from the
+fastest batch size's tokens/s and `--tokens-per-example` (default 80). Tokens/s changes little with the length while
+the matrix products dominate, but small batches of short inputs can leave the GPU idle: `--lengths LOW HIGH` measures
+at other lengths.
 
     python benchmarks/gpu_check.py                       # one GPU, full sizes (a few minutes on an H200)
     python benchmarks/gpu_check.py --quick --device cpu  # smoke run with tiny shapes (seconds)
@@ -19,6 +22,7 @@ merged-model evaluation (one setting at one λ: validation + test of the 6 NLI t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import time
 from collections.abc import Mapping
@@ -322,6 +326,14 @@ def main() -> None:
     parser.add_argument(
         "--tokens-per-example", type=float, default=80.0, help="average tokens per NLI example for the cost estimate"
     )
+    parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="tokens per forward example, drawn uniformly in [LOW, HIGH] (default 60 120; --quick 12 24)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -331,6 +343,10 @@ def main() -> None:
         # the parameters report cuda:<n>; an index-less device would not compare equal and the encoder moves the model
         device = torch.device("cuda", torch.cuda.current_device())
     sizes, tiny = (QUICK, " (tiny)") if args.quick else (FULL, "")
+    if args.lengths is not None:
+        if not 1 <= args.lengths[0] <= args.lengths[1]:
+            parser.error("--lengths needs 1 <= LOW <= HIGH")
+        sizes = dataclasses.replace(sizes, lengths=tuple(args.lengths))
     started = time.perf_counter()
     print_header(
         "GPU readiness: Llama-3-8B × 6 NLI tasks, CLIP ViT-B/32" + (" (--quick)" if args.quick else ""), args.threads
