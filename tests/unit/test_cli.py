@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from loramerge import load_adapters, load_decomposition, merge
@@ -107,6 +109,25 @@ def test_lock_runs_the_reproduction_package_command(tmp_path, capsys):
     config.write_text("suite: demo\n")
     assert main(["lock", "--config", str(config)]) == 2
     assert f"{config}: not a paper-suite config with a 'vision' section" in capsys.readouterr().err
+
+
+def test_lock_of_a_suite_without_downloads_says_so(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("suite: demo\nkind: demo_vision\n")
+    assert main(["lock", "--config", str(config)]) == 2
+    assert "a suite of kind 'demo_vision' downloads nothing to lock" in capsys.readouterr().err
+
+
+def test_lock_of_the_llama_suite_needs_hf_token_before_any_download(tmp_path, capsys, monkeypatch):
+    """Its base model is gated: without HF_TOKEN the lock stops at once, names the variable, and writes nothing."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "paper-llama3-8b.yaml").read_text())
+    config["nli"]["lock"] = str(tmp_path / "paper.lock.json")
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["lock", "--config", str(path)]) == 2
+    assert "meta-llama/Meta-Llama-3-8B: a gated repository: set HF_TOKEN" in capsys.readouterr().err
+    assert not (tmp_path / "paper.lock.json").exists()
 
 
 def test_lock_without_the_repro_dependencies_says_what_to_install(tmp_path, capsys, monkeypatch):

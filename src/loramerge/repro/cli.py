@@ -35,13 +35,16 @@ LOCKED_KINDS: dict[str, tuple[str, Callable[[Mapping[str, Any]], Locker]]] = {
 
 def lock(config: Path) -> Path:
     """Record the hub commits and sha256s of a paper suite's downloads in the lock file its config names."""
+    kinds = " or ".join(f"a '{section}' section (kind {kind})" for kind, (section, _) in LOCKED_KINDS.items())
     try:
         settings = yaml.safe_load(config.read_text(encoding="utf-8"))
-        section, locker = LOCKED_KINDS[settings["kind"]]
+        kind = settings["kind"]
+        if kind not in LOCKED_KINDS:
+            raise HubError(config, f"a suite of kind {kind!r} downloads nothing to lock; paper suites have {kinds}")
+        section, locker = LOCKED_KINDS[kind]
         downloads = settings[section]
         lock_path = Path(downloads["lock"])
     except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-        kinds = " or ".join(f"a '{section}' section (kind {kind})" for kind, (section, _) in LOCKED_KINDS.items())
         problem = f"no key {error}" if isinstance(error, KeyError) else str(error)
         raise HubError(config, f"not a paper-suite config with {kinds}: {problem}") from error
     extended = locker(downloads)(read_lock(lock_path), lambda line: print(line, file=sys.stderr))

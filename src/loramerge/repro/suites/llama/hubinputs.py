@@ -23,10 +23,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from loramerge.adapters import CONFIG_FILE, PICKLE_FILE, SAFETENSORS_FILE, load_adapter, read_pickled_tensors
+from loramerge.adapters import load_adapter
 from loramerge.errors import AdapterError
 from loramerge.io import atomic_directory
 from loramerge.repro.splits import DataError
+from loramerge.repro.suites.clip.hubdata import convert_adapter as convert_peft_adapter
 
 if TYPE_CHECKING:
     from transformers import LlamaConfig, LlamaForSequenceClassification
@@ -132,6 +133,8 @@ def convert_llama_snapshot(
             except Exception as error:  # safetensors raises several private error types on corrupt files
                 raise DataError(files[shard], f"unreadable safetensors file: {error}") from error
             _check_tensors(tensors, expected, files[shard])
+            if not tensors:  # a shard of nothing but the language-modelling head
+                continue
             found.update({key: tuple(tensor.shape) for key, tensor in tensors.items()})
             weight_map.update(dict.fromkeys(tensors, shard))
             dtype = dtype or next(iter(tensors.values())).dtype
@@ -169,20 +172,12 @@ def convert_adapter(
     head_shape: tuple[int, int],
     source: str,
 ) -> dict[str, int]:
-    """The downloaded peft adapter as `adapter_config.json` + `adapter_model.safetensors`, checked against the base
-    model's linear layers (`shapes`) before the folder appears; returns its LoRA modules and whether it has a head."""
-    if CONFIG_FILE not in files:
-        raise AdapterError(source, f"the downloaded snapshot has no {CONFIG_FILE}")
+    """The downloaded peft adapter as `adapter_config.json` + `adapter_model.safetensors` (as the CLIP suites convert
+    theirs), checked against the base model's linear layers (`shapes`) before the folder appears; returns its number
+    of LoRA modules and whether it has a head."""
     with atomic_directory(folder, overwrite=True) as staging:
-        shutil.copyfile(files[CONFIG_FILE], staging / CONFIG_FILE)
-        if SAFETENSORS_FILE in files:
-            shutil.copyfile(files[SAFETENSORS_FILE], staging / SAFETENSORS_FILE)
-        elif PICKLE_FILE in files:
-            state = read_pickled_tensors(files[PICKLE_FILE])
-            save_file({key: tensor.contiguous() for key, tensor in state.items()}, staging / SAFETENSORS_FILE)
-        else:
-            raise AdapterError(source, f"no {SAFETENSORS_FILE} or {PICKLE_FILE} downloaded")
-        adapter = load_adapter(staging)  # names, ranks and values
+        convert_peft_adapter(files, staging)
+        adapter = load_adapter(staging)
         for module, lora in adapter.modules.items():
             if module not in shapes:
                 raise AdapterError(source, f"LoRA module {module!r} is not a linear layer of the base model")
