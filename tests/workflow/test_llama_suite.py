@@ -94,7 +94,8 @@ def test_whole_dag_runs_offline_on_the_fake_hub(llama_run):
 def test_the_backbone_is_a_sequence_classifier_with_the_tokenizer(llama_run):
     backbone = llama_run / "resources" / SUITE / "backbone"
     config = json.loads((backbone / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForSequenceClassification"] and config["num_labels"] == 3
+    assert config["architectures"] == ["LlamaForSequenceClassification"]
+    assert config["id2label"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}
     assert config["pad_token_id"] == fakehub_llama.EOS_ID and config["use_cache"] is False
     assert {"tokenizer.json", "tokenizer_config.json", "model.safetensors.index.json"} <= {
         path.name for path in backbone.iterdir()
@@ -150,9 +151,9 @@ def test_a_wrong_split_size_stops_the_data_job(fake_suite, tmp_path):
     config = json.loads(json.dumps(config))
     config["nli"]["tasks"]["rte"]["sizes"]["val"] += 1
     folder = workdir(tmp_path, config)
-    data = folder / "resources" / SUITE / "data" / "rte"
-    target = str(data / "val.safetensors")
+    target = f"resources/{SUITE}/data/rte/val.safetensors"
     result = snakemake(folder, target, "--configfile", str(folder / "paper.yaml"), env=offline_env(root), check=False)
+    data = folder / "resources" / SUITE / "data" / "rte"
     assert result.returncode != 0
     assert "the val split has 13 examples but the KnOTS protocol's is 14" in result.stdout + result.stderr
     assert not (data / "val.safetensors").exists() and not (data / "test.safetensors").exists()
