@@ -1,9 +1,19 @@
 # The paper's tables and figures, each a CSV + Markdown + LaTeX triple or a PNG + PDF pair, all in the HTML report.
-# With `report.paper`, every table puts the paper's published numbers and the difference beside ours.
+# With `report.paper`, every table the paper prints puts its published numbers and the difference beside ours.
 
+from loramerge.repro.report.paper import paper_tables
 from loramerge.repro.report.table3 import pertask_table
 
 PAPER = config["report"]["paper"]
+PAPER_TABLES = set(paper_tables(PAPER)) if PAPER else set()
+
+
+def paper_for(*tables):
+    """The paper to table beside ours in these tables; None where it does not print them (the Llama suite's paper
+    has only Table 4)."""
+    return PAPER if set(tables) <= PAPER_TABLES else None
+
+
 # The per-task table takes the paper's number for it, which the paper's folder gives (Table 4 for llama3-8b);
 # Table 3 without a paper.
 PERTASK_TABLE = pertask_table(PAPER)
@@ -117,7 +127,7 @@ rule joint_tables:
     params:
         methods=list(PLANS),
         tasks=TASKS,
-        paper=PAPER,
+        paper=paper_for("table5", "table9"),
         code=script_code("tables_joint.py"),
     script:
         "../scripts/tables_joint.py"
@@ -144,7 +154,7 @@ rule table7:
         tasks=TASKS,
         normalize_by=NORMALIZE_BY,
         published=PUBLISHED_BASE,
-        paper=PAPER,
+        paper=paper_for("table7"),
         code=script_code("table7.py"),
     script:
         "../scripts/table7.py"
@@ -173,7 +183,7 @@ rule energy_tables:
     conda:
         "../envs/report.yaml"
     params:
-        paper=PAPER,
+        paper=paper_for("table1", "table2"),
         code=script_code("energy_tables.py"),
     script:
         "../scripts/energy_tables.py"

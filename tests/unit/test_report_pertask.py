@@ -53,15 +53,6 @@ def nli_selection(
     return Selection.from_json(data)
 
 
-# Table 4 reads the paper's folder llama3-8b, which src/loramerge/repro/report/paper/__init__.py must list (PAPERS,
-# TABLE_FILES["table4"]), and the catalogue's Table 4 row names (paper_names "table4" in loramerge.methods.catalog):
-# both outside the report. Until they land these tests fail on the unknown paper; strict, so that they fail loudly
-# once it has landed, and this marker goes.
-AWAITS_TABLE4 = pytest.mark.xfail(
-    strict=True, raises=ValueError, reason="paper/__init__.py does not list llama3-8b and its table4 yet"
-)
-
-
 def shifted(values: list[float], by: float) -> list[float]:
     return [value + by for value in values]
 
@@ -89,12 +80,10 @@ def test_the_per_task_table_is_table3_without_a_paper_and_for_vit_b32():
         pertask_table("llama-70b")
 
 
-@AWAITS_TABLE4
 def test_the_llama_papers_per_task_table_is_table4():
     assert pertask_table("llama3-8b") == "table4"
 
 
-@AWAITS_TABLE4
 def test_the_packaged_table4_is_the_papers_and_names_our_methods_rows():
     printed = read_paper_table("llama3-8b", "table4")
     assert list(printed.columns) == ["method", *NLI_COLUMNS, "Average", "kind", "source"]
@@ -113,7 +102,6 @@ def test_the_packaged_table4_is_the_papers_and_names_our_methods_rows():
     }  # Table 4 has no TA row
 
 
-@AWAITS_TABLE4
 def test_table4_puts_the_papers_rows_and_delta_under_ours():
     table = table4()
     assert list(table.columns) == [
@@ -150,7 +138,6 @@ def test_table4_puts_the_papers_rows_and_delta_under_ours():
     assert list(rows_of(table, "LoRA-LEGO").loc["paper", NLI_COLUMNS]) == [92.2, 59.9, 69.0, 59.0, 83.9, 83.3]
 
 
-@AWAITS_TABLE4
 def test_table4_names_the_papers_table_in_its_title_and_notes():
     table = table4()
     assert table.attrs["title"] == f"As in the paper's Table 4 (llama3-8b): {TITLE}"
@@ -164,7 +151,6 @@ def test_table4_names_the_papers_table_in_its_title_and_notes():
     assert "\\caption{As in the paper's Table 4 (llama3-8b)" in to_latex(table)
 
 
-@AWAITS_TABLE4
 def test_table4_is_written_under_its_number(tmp_path):
     paths = write_table(table4(), tmp_path / f"{pertask_table('llama3-8b')}_pertask")
     assert [path.name for path in paths] == ["table4_pertask.csv", "table4_pertask.md", "table4_pertask.tex"]
@@ -184,7 +170,6 @@ def test_table3_of_vit_b32_needs_the_vision_tasks():
         table3_per_task(SELECTIONS, NLI_FINETUNED, tasks=NLI_TASKS, paper="vit-b32")
 
 
-@AWAITS_TABLE4
 def test_table4_needs_the_nli_tasks():
     assert pertask_table("llama3-8b") == "table4"
     vision_finetuned = {"cars": {"test": 0.7}, "dtd": {"test": 0.6}}

@@ -83,7 +83,7 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "loramerge.methods.ties",
                 searched=_TIES_PARAMS,
                 low_rank=False,
-                paper_names=_ties_paper_names("TIES"),
+                paper_names={**_ties_paper_names("TIES"), "table4": "TIES"},
             ),
             MethodFacts(
                 "dare_ties",
@@ -93,7 +93,7 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "loramerge.methods.dare_ties",
                 searched=_DARE_PARAMS,
                 low_rank=False,
-                paper_names=_ties_paper_names("DARE-TIES"),
+                paper_names={**_ties_paper_names("DARE-TIES"), "table4": "DARE-TIES"},
             ),
             MethodFacts(
                 "knots_ties",
@@ -103,7 +103,12 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "loramerge.methods.knots_ties",
                 searched=_TIES_PARAMS,
                 needs=frozenset({DECOMPOSITION}),
-                paper_names={"table3": "KnOTS-TIES", "table5": "K-TIES", "table9": "KnOTS-TIES"},
+                paper_names={
+                    "table3": "KnOTS-TIES",
+                    "table4": "KnOTS-TIES",
+                    "table5": "K-TIES",
+                    "table9": "KnOTS-TIES",
+                },
             ),
             MethodFacts(
                 "knots_dare_ties",
@@ -113,7 +118,12 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "loramerge.methods.knots_dare_ties",
                 searched=_DARE_PARAMS,
                 needs=frozenset({DECOMPOSITION}),
-                paper_names={"table3": "KnOTS-DARE-TIES", "table5": "K-DARE-TIES", "table9": "KnOTS-DARE-TIES"},
+                paper_names={
+                    "table3": "KnOTS-DARE-TIES",
+                    "table4": "KnOTS-DARE-TIES",
+                    "table5": "K-DARE-TIES",
+                    "table9": "KnOTS-DARE-TIES",
+                },
             ),
             MethodFacts(
                 "core_ties",
@@ -122,7 +132,7 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "CoreSpace-TIES: TIES on the core matrices M_t (per-layer trim by default); low rank",
                 "loramerge.methods.core_ties",
                 searched=_TIES_PARAMS,
-                paper_names={"table3": "CoreSpace-TIES"},
+                paper_names={"table3": "CoreSpace-TIES", "table4": "CoreSpace-TIES"},
             ),
             MethodFacts(
                 "cur_ties",
@@ -150,7 +160,7 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "loramerge.methods.hybrid",
                 searched=("alpha",),
                 needs=frozenset({DECOMPOSITION, TUNED_BRANCHES}),
-                paper_names={"table3": "Ours-TIES", "table5": "Ours", "table9": "Ours"},
+                paper_names={"table3": "Ours-TIES", "table4": "Ours-TIES", "table5": "Ours", "table9": "Ours"},
                 branches=("knots_ties", "cur_ties"),
                 branch_prefixes=("svd", "cur"),
                 branch_params=_TIES_PARAMS,
