@@ -15,9 +15,10 @@ import torch
 import yaml
 from safetensors import safe_open
 from snakemake.utils import update_config
-from workflow_runner import FIGURES, ROOT, TABLES, evaluation_jobs, shared_stage_counts, snakemake
+from workflow_runner import FIGURES, ROOT, evaluation_jobs, shared_stage_counts, snakemake
 
 from loramerge.repro.heads import load_head
+from loramerge.repro.report.table3 import pertask_table
 from loramerge.repro.splits import load_token_split
 
 SUITE = "llama3-8b"
@@ -80,13 +81,19 @@ def test_the_paper_config_dry_runs_to_the_whole_dag(tmp_path):
     assert counts["evaluate_merged"] == evaluation_jobs(merged) == counts["merge"]  # one point per job
 
 
-def test_whole_dag_runs_offline_on_the_fake_hub(llama_run):
+def test_whole_dag_runs_offline_on_the_fake_hub(fake_suite, llama_run):
+    _, config = fake_suite
     results = llama_run / "results" / SUITE
-    for table in TABLES:
+    paper = config["report"]["paper"]
+    pertask = f"{pertask_table(paper)}_pertask"  # the paper's Table 4 once the repository packages it
+    tables = ["finetuned_accuracy", pertask, "table7_alpha", "table1_energy_svd", "table2_energy_cur"]
+    for table in tables:
         for extension in ("csv", "md", "tex"):
             assert (results / "tables" / f"{table}.{extension}").stat().st_size > 0, table
     for figure in FIGURES:
         assert (results / "figures" / f"{figure}.png").stat().st_size > 0
+    if paper:  # the paper's rows beside ours
+        assert "paper" in (results / "tables" / f"{pertask}.csv").read_text()
     finetuned = json.loads((results / "finetuned" / "qnli.json").read_text())
     assert {record["split"] for record in finetuned["records"]} == {"val", "test"}
 
