@@ -1,7 +1,7 @@
 """The Suite interface: everything the workflow needs to know about one family of suites, and the registry by `kind`.
 
-A suite is chosen by the config's `kind` (`demo_vision`, `clip`); its own settings live in one config section
-(`demo`, `vision`). It knows
+A suite is chosen by the config's `kind` (`demo_vision`, `clip`, `demo_text`, `llama_nli`); its own settings live in
+one config section (`demo`, `vision`, `demo_text`, `nli`). It knows
 - its tasks, the relations in its section that the schema cannot check, and its published fine-tuned accuracies;
 - which input rules (`workflow/inputs/<kind>.smk`) obtain the backbone and the adapters (hub at a locked commit, or
   trained for a demo), prepare each task's splits once and make each task's head. Those rules must produce, for the
