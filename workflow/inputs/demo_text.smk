@@ -1,6 +1,7 @@
 # Inputs of the offline text demo (kind demo_text): a word-level tokenizer over the generator's vocabulary, sentence
-# pairs generated from seeds and tokenised with it, a tiny Llama sequence classifier pre-trained on pretext pairs,
-# then one LoRA adapter (its `score` head inside, as the hub's KnOTS Llama adapters carry theirs) and head per task.
+# pairs generated from seeds and tokenised with it, a tiny Llama sequence classifier pre-trained briefly on a mixture
+# of the tasks' rules, then one LoRA adapter (its `score` head inside, as the hub's KnOTS Llama adapters carry theirs)
+# and head per task.
 DEMO_TEXT = SUITE_SPEC.settings
 
 

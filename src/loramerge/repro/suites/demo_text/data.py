@@ -1,16 +1,23 @@
-"""Generated sentence-pair (NLI) tasks for the offline text demo, and the pretext pairs its backbone is pre-trained on.
+"""Generated sentence-pair (NLI) tasks for the offline text demo, and the mixture its backbone is pre-trained on.
 
 Each rule writes a premise and a hypothesis over its own small vocabulary so that the label (entailment, neutral,
 contradiction, in SNLI's order) follows from the rule alone:
 - `lexical`: adjectives of one dimension and pole are synonyms, the other pole antonyms, other dimensions unrelated;
 - `hypernymy`: a kind of animal entails its family and `animal`, not the reverse; disjoint kinds contradict;
-- `negation`: two people's activities, each possibly negated; the hypothesis restates, negates or leaves one open;
-- `quantity`: a count against `more than`, `fewer than` or `exactly` a number; another object is unrelated;
+- `negation`: what someone is (not) doing; the hypothesis restates it, negates it, or speaks of someone or
+  something else;
+- `quantity`: a count against `more than` or `fewer than` a number; another object is unrelated;
 - `geography`: living in a city entails living in its country, not the reverse; two places contradict.
 Tasks may mask classes, as QNLI and RTE have no `neutral`: their labels are drawn from the other classes only.
 
 Every split is drawn from a numpy generator seeded by (seed, rule, split), so the same arguments give the same pairs
 and each split is its own stream. Pairs are text (words joined by spaces); `tokenizer` turns them into ids.
+
+The backbone is pre-trained briefly on a mixture of the tasks' rules (pooled vocabulary, draws of its own), so that,
+like a base language model, it is a partly competent NLI model that an adapter specialises. A label-free pretext
+(copied, altered or unrelated hypotheses) was tried first: the adapters then had to rewrite the attention layers
+(updates as large as the weights) and any two of them merged fell to chance, which leaves a merging demo nothing
+to show.
 """
 
 from __future__ import annotations
@@ -25,8 +32,6 @@ from loramerge.repro.splits import DataError
 
 CLASS_NAMES = ("entailment", "neutral", "contradiction")
 ENTAILMENT, NEUTRAL, CONTRADICTION = range(3)
-PRETEXT_CLASS_NAMES = ("contained", "altered", "unrelated")
-CONTAINED, ALTERED, UNRELATED = range(3)
 
 Words = list[str]
 
@@ -291,35 +296,13 @@ def generate_task(rule: str, sizes: Mapping[str, int], masked: Sequence[int], se
     return {split: _draw_split(_rule(rule), count, classes, _rng(seed, rule, split)) for split, count in sizes.items()}
 
 
-def generate_pretext(rules: Sequence[str], count: int, seed: int) -> PairSplit:
-    """Pretext pairs over the pooled sentences and words of `rules`: the hypothesis is a span of the premise
-    (contained), the premise with about a third of its words replaced (altered), or another sentence (unrelated).
-    No task's label is used, so pre-training learns the words and how to compare two segments, not the tasks."""
-    chosen = [_rule(name) for name in sorted(rules)]
+def generate_mixture(rules: Sequence[str], count: int, seed: int) -> PairSplit:
+    """The backbone's pre-training pairs: every pair from one of `rules` (chosen at random), labels balanced over the
+    three classes, from a stream of its own (not any task's split, and neutral even where a task masks it)."""
+    chosen = [_rule(name) for name in sorted(set(rules))]
     if not chosen:
-        raise DataError("pretext", "needs at least one rule")
-    pooled = sorted(set().union(*(rule.words for rule in chosen)))
-    rng = _rng(seed, "pretext", *sorted(rules))
-
-    def sentence() -> Words:
-        premise, hypothesis = _pick(rng, chosen).draw(int(rng.integers(len(CLASS_NAMES))), rng)
-        return premise if rng.random() < 0.5 else hypothesis
-
-    labels = _balanced_labels(rng, count, range(len(PRETEXT_CLASS_NAMES)))
-    premises, hypotheses = [], []
-    for label in labels:
-        premise = sentence()
-        if label == CONTAINED:
-            length = int(rng.integers(min(2, len(premise)), len(premise) + 1))
-            start = int(rng.integers(len(premise) - length + 1))
-            hypothesis = premise[start : start + length]
-        elif label == ALTERED:
-            hypothesis = list(premise)
-            replaced = rng.choice(len(premise), size=max(1, len(premise) // 3), replace=False)
-            for position in replaced:
-                hypothesis[position] = _pick(rng, [word for word in pooled if word != premise[position]])
-        else:
-            hypothesis = sentence()
-        premises.append(" ".join(premise))
-        hypotheses.append(" ".join(hypothesis))
-    return PairSplit(premises, hypotheses, labels)
+        raise DataError("pre-training mixture", "needs at least one rule")
+    rng = _rng(seed, "mixture", *sorted(set(rules)))
+    labels = _balanced_labels(rng, count, range(len(CLASS_NAMES)))
+    pairs = [_pick(rng, chosen).draw(int(label), rng) for label in labels]
+    return PairSplit([" ".join(p) for p, _ in pairs], [" ".join(h) for _, h in pairs], labels)

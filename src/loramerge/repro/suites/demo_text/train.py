@@ -1,5 +1,6 @@
-"""The demo's tiny Llama sequence classifier: built from a LlamaConfig, pre-trained whole on the pretext pairs, then
-LoRA fine-tuned per task with peft, its `score` head trained beside the LoRA as the hub's KnOTS Llama adapters were.
+"""The demo's tiny Llama sequence classifier: built from a LlamaConfig, pre-trained whole on the mixture of the tasks'
+rules, then LoRA fine-tuned per task with peft, its `score` head trained beside the LoRA as the hub's KnOTS Llama
+adapters were: every task starts from the pre-trained head, as theirs all started from one head.
 
 The classifier pools the last real token (padding is `<|end_of_text|>`, which no text contains), so a task's
 logits are `score(last hidden state)`: exactly what the evaluation computes from the saved head. Masked classes'
@@ -157,7 +158,7 @@ def pretrain(
     progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> dict:
-    """Train the whole model in place on the pretext pairs (`settings`: steps, batch_size, lr); returns training
+    """Train the whole model in place on the pre-training pairs (`settings`: steps, batch_size, lr); returns training
     stats. The batch order comes from a CPU generator, so it does not depend on the device."""
     _check_training_data(tokens, labels, model.config.num_labels, int(settings["steps"]), int(settings["batch_size"]))
     model.to(device)
@@ -178,9 +179,6 @@ def finetune_lora(
     """LoRA (`settings`: rank, lora_alpha, steps, batch_size, lr) on the backbone's attention projections, and its
     `score` head trained beside it (peft's SEQ_CLS modules_to_save)."""
     backbone = load_backbone(backbone_folder, device)
-    # The pre-trained head scores the pretext's classes and starts a task on a long plateau; every task starts from
-    # one zero head instead (a shared initialisation, as the hub's adapters all started from one head).
-    torch.nn.init.zeros_(backbone.score.weight)
     _check_training_data(
         tokens, labels, backbone.config.num_labels, int(settings["steps"]), int(settings["batch_size"])
     )
