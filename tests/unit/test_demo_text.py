@@ -258,7 +258,8 @@ def test_the_adapter_carries_its_score_head_under_the_hubs_key_and_loads_in_the_
     tensors = load_file(folder / "adapter" / "adapter_model.safetensors")
     assert "base_model.model.score.weight" in tensors and tensors["base_model.model.score.weight"].shape == (3, 16)
     assert "base_model.model.model.layers.0.self_attn.o_proj.lora_B.weight" in tensors
-    assert json.loads((folder / "adapter" / "adapter_config.json").read_text())["task_type"] == "SEQ_CLS"
+    config = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+    assert config["task_type"] == "SEQ_CLS" and config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
     adapter = load_adapter(folder / "adapter")
     assert sorted(adapter.modules) == [f"model.layers.0.self_attn.{m}_proj" for m in ("k", "o", "q", "v")]
     assert torch.equal(adapter.other_tensors["base_model.model.score.weight"], head)

@@ -139,19 +139,16 @@ def _ancestors(category: str, parents: Mapping[str, str]) -> list[str]:
 
 def _related(label: int, rng: np.random.Generator, parents: Mapping[str, str]) -> tuple[str, str, bool]:
     """(premise category, hypothesis category, whether the hypothesis is about someone else) for `label` over a
-    two-level tree: up the tree entails, down it is open, across it contradicts."""
+    tree of categories: up the tree entails, down it is open, across it contradicts."""
     categories = sorted(parents)  # every category but the top
     if label == ENTAILMENT:
         first = _pick(rng, categories)
         return first, _pick(rng, _ancestors(first, parents)), False
     if label == CONTRADICTION:
         first = _pick(rng, categories)
-        related = {first, *_ancestors(first, parents)}
-        return (
-            first,
-            _pick(rng, [c for c in categories if c not in related and first not in _ancestors(c, parents)]),
-            False,
-        )
+        above = _ancestors(first, parents)
+        disjoint = [c for c in categories if c != first and c not in above and first not in _ancestors(c, parents)]
+        return first, _pick(rng, disjoint), False
     if rng.random() < 0.3:  # someone else: nothing follows, whatever the categories
         first = _pick(rng, categories)
         return first, _pick(rng, _ancestors(first, parents)), True

@@ -9,6 +9,7 @@ logits are set to −1e10 while training, as KnOTS trains QNLI, RTE and SciTail.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -209,3 +210,9 @@ def save_task_adapter(peft_model: PeftModel, folder: str | Path) -> None:
         peft_model.save_pretrained(staging, safe_serialization=True)
         # peft's model card records library versions and the local base-model path; it adds nothing to load.
         (staging / "README.md").unlink(missing_ok=True)
+        # peft keeps target_modules as a set, written in an order that changes between processes; sorted, the
+        # config (whose sha256 every merge records) is the same file in every run.
+        config_path = staging / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["target_modules"] = sorted(config["target_modules"])
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
