@@ -5,6 +5,7 @@ from snakemake.utils import validate
 from loramerge.errors import LoramergeError
 from loramerge.repro.codehash import code_hash
 from loramerge.repro.plan import build_plan, derive_seed
+from loramerge.repro.report.paper import paper_tables
 from loramerge.repro.suites.base import load_suite
 
 validate(config, schema="schemas/config.schema.yaml")
@@ -124,3 +125,14 @@ def searches(wildcards):
 def published_finetuned():
     """Task -> the fine-tuned test accuracy (%) the adapters' authors published; empty for the demo."""
     return SUITE_SPEC.published_finetuned()
+
+
+# The paper whose published numbers the report tables beside ours (report.paper), and the tables its folder holds.
+PAPER = config["report"]["paper"]
+PAPER_TABLES = set(paper_tables(PAPER)) if PAPER else set()
+
+
+def paper_for(*tables):
+    """The paper to table beside ours in these tables; None where it does not print them (the Llama suite's paper
+    has only Table 4)."""
+    return PAPER if set(tables) <= PAPER_TABLES else None

@@ -1,18 +1,7 @@
 # The paper's tables and figures, each a CSV + Markdown + LaTeX triple or a PNG + PDF pair, all in the HTML report.
 # With `report.paper`, every table the paper prints puts its published numbers and the difference beside ours.
 
-from loramerge.repro.report.paper import paper_tables
 from loramerge.repro.report.table3 import pertask_table
-
-PAPER = config["report"]["paper"]
-PAPER_TABLES = set(paper_tables(PAPER)) if PAPER else set()
-
-
-def paper_for(*tables):
-    """The paper to table beside ours in these tables; None where it does not print them (the Llama suite's paper
-    has only Table 4)."""
-    return PAPER if set(tables) <= PAPER_TABLES else None
-
 
 # The per-task table takes the paper's number for it, which the paper's folder gives (Table 4 for llama3-8b);
 # Table 3 without a paper.
