@@ -10,7 +10,6 @@ logits are set to −1e10 while training, as KnOTS trains QNLI, RTE and SciTail.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,12 +24,12 @@ from loramerge.io import atomic_directory
 from loramerge.repro.splits import PAD_ID, DataError, sequence_lengths
 from loramerge.repro.suites.demo_text.tokenizer import BEGIN_OF_TEXT, END_OF_TEXT, as_transformers_tokenizer
 from loramerge.repro.suites.text.model import load_backbone
+from loramerge.repro.suites.training import check_training_labels, shuffled_batches, warmup_cosine_schedule
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Where peft saves a sequence classifier's trained head (modules_to_save, adapter name stripped): the hub's key.
 SCORE_KEY = "base_model.model.score.weight"
 MASKED_LOGIT = -1e10
-_WARMUP_FRACTION = 0.05
 _MAX_GRAD_NORM = 1.0  # clipped: without it an unlucky batch can throw a short LoRA run off for good
 _TAIL_FRACTION = 0.1  # the last 10 % of steps give the reported training loss and accuracy
 
@@ -69,32 +68,7 @@ def _check_training_data(
 ) -> None:
     if tokens.dtype != torch.int32 or tokens.ndim != 2 or len(tokens) != len(labels) or len(tokens) == 0:
         raise DataError("training data", f"expected int32 N × L token ids and N labels, got {tuple(tokens.shape)}")
-    if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
-        raise DataError("training data", f"labels must lie in [0, {n_classes})")
-    if steps < 1 or batch_size < 1:
-        raise DataError("training data", f"steps and batch_size must be positive, got {steps} and {batch_size}")
-
-
-def _batches(count: int, batch_size: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Index batches of consecutive shuffled epochs, seeded; the last partial batch of an epoch is dropped."""
-    batch_size = min(batch_size, count)
-    batches: list[torch.Tensor] = []
-    while len(batches) < steps:
-        order = torch.randperm(count, generator=generator)
-        batches.extend(order[k * batch_size : (k + 1) * batch_size] for k in range(count // batch_size))
-    return batches[:steps]
-
-
-def _schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    # Linear warm-up then cosine decay to zero: short runs converge without tuning a decay point.
-    warmup = max(1, round(_WARMUP_FRACTION * steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    check_training_labels(labels, n_classes, steps, batch_size)
 
 
 def _model_inputs(tokens: torch.Tensor, pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -119,7 +93,7 @@ def _train(
     steps, batch_size = int(settings["steps"]), int(settings["batch_size"])
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings.get("weight_decay", 0.0))
-    scheduler = _schedule(optimizer, steps)
+    scheduler = warmup_cosine_schedule(optimizer, steps)
     pad_token_id = model.config.pad_token_id
     is_masked = torch.zeros(model.config.num_labels, dtype=torch.bool)
     is_masked[list(masked)] = True
@@ -129,7 +103,7 @@ def _train(
     generator = torch.Generator().manual_seed(seed)
     model.train()
     try:
-        bar = tqdm(_batches(len(labels), batch_size, steps, generator), desc=description, disable=not progress)
+        bar = tqdm(shuffled_batches(len(labels), batch_size, steps, generator), desc=description, disable=not progress)
         for step, batch in enumerate(bar):
             inputs = {key: value.to(device) for key, value in _model_inputs(tokens[batch], pad_token_id).items()}
             logits = model(**inputs).logits.masked_fill(is_masked.to(device), MASKED_LOGIT)

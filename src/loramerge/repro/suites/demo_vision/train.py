@@ -6,7 +6,6 @@ predicts with argmax(normalize(features) @ head.T) exactly as a zero-shot head o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -22,10 +21,10 @@ from loramerge.repro.splits import DataError
 from loramerge.repro.suites.clip.model import image_features, load_backbone, preprocess
 from loramerge.repro.suites.demo_vision.suite import DemoVisionSuite
 from loramerge.repro.suites.evaluation import EvalTask, evaluate
+from loramerge.repro.suites.training import check_training_labels, shuffled_batches, warmup_cosine_schedule
 
 TEMPERATURE = 20.0
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
-_WARMUP_FRACTION = 0.05
 _TAIL_FRACTION = 0.1  # the last 10 % of steps give the reported training loss and accuracy
 
 
@@ -34,33 +33,7 @@ def _check_training_data(
 ) -> None:
     if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels) or len(images) == 0:
         raise DataError("training data", f"expected uint8 N×3×S×S images and N labels, got {tuple(images.shape)}")
-    if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
-        raise DataError("training data", f"labels must lie in [0, {n_classes})")
-    if steps < 1 or batch_size < 1:
-        raise DataError("training data", f"steps and batch_size must be positive, got {steps} and {batch_size}")
-
-
-def _batches(count: int, batch_size: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Index batches of consecutive shuffled epochs, seeded; the last partial batch of an epoch is dropped."""
-    batch_size = min(batch_size, count)
-    per_epoch = count // batch_size
-    batches: list[torch.Tensor] = []
-    while len(batches) < steps:
-        order = torch.randperm(count, generator=generator)
-        batches.extend(order[k * batch_size : (k + 1) * batch_size] for k in range(per_epoch))
-    return batches[:steps]
-
-
-def _schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    # Linear warm-up then cosine decay to zero: short runs converge without tuning a decay point.
-    warmup = max(1, round(_WARMUP_FRACTION * steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    check_training_labels(labels, n_classes, steps, batch_size)
 
 
 def cosine_logits(features: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
@@ -81,10 +54,10 @@ def _train_loop(
     progress: bool,
 ) -> dict:
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    scheduler = _schedule(optimizer, steps)
+    scheduler = warmup_cosine_schedule(optimizer, steps)
     tail_start = steps - max(1, round(_TAIL_FRACTION * steps))
     tail_loss, tail_correct, tail_seen = 0.0, 0, 0
-    bar = tqdm(_batches(len(labels), batch_size, steps, generator), desc=description, disable=not progress)
+    bar = tqdm(shuffled_batches(len(labels), batch_size, steps, generator), desc=description, disable=not progress)
     for step, batch in enumerate(bar):
         logits = logits_of(pixel_values[batch])
         loss = F.cross_entropy(logits, labels[batch])
