@@ -85,3 +85,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.workflow)
         elif lane == "cluster":
             item.add_marker(pytest.mark.slurm)
+
+
+@pytest.fixture
+def mixed_adapters(tmp_path: Path) -> AdapterSet:
+    """Ranks 2, 4 and 6, and one module that the third adapter does not have."""
+    generator = torch.Generator().manual_seed(7)
+    dirs = []
+    for task, rank in enumerate((2, 4, 6)):
+        shapes = dict(SHAPES)
+        if task == 2:
+            shapes.pop("encoder.layers.1.self_attn.v_proj")
+        dirs.append(write_adapter(tmp_path / f"task{task}", random_factors(generator, shapes, rank)))
+    return load_adapters(dirs)

@@ -100,3 +100,131 @@ def core_bases(adapters: AdapterSet):
         V_A = torch.linalg.svd(torch.cat([a.double() for a in stack.A], dim=0), full_matrices=False).Vh.T
         result[module] = (U_B, V_A, {t: (U_B.T @ d.double() @ V_A).float() for t, d in per_task.items()})
     return result
+
+
+def deltas64(adapters: AdapterSet) -> Coefficients:
+    """ΔW_t in float64, so that a rank-r update has exactly r singular values above rounding noise."""
+    result: Coefficients = {}
+    for task, adapter in enumerate(adapters.adapters):
+        for module, lora in adapter.modules.items():
+            result.setdefault(module, {})[task] = (lora.scale * lora.B.double()) @ lora.A.double()
+    return result
+
+
+def dense_cores(adapters: AdapterSet) -> dict[str, tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]]:
+    """Like core_bases, with every M_t = U_Bᵀ·ΔW_t·V_A kept in float64."""
+    result = {}
+    for module, per_task in deltas64(adapters).items():
+        stack = adapters.stacks[module]
+        U_B = torch.linalg.svd(torch.cat([b.double() for b in stack.B], dim=1), full_matrices=False).U
+        V_A = torch.linalg.svd(torch.cat([a.double() for a in stack.A], dim=0), full_matrices=False).Vh.T
+        result[module] = (U_B, V_A, {t: U_B.T @ d @ V_A for t, d in per_task.items()})
+    return result
+
+
+def core_space_code_tsv(adapters: AdapterSet, lam: float) -> dict[str, torch.Tensor]:
+    """The Core Space code's `get_tsv_delta_w` on M_t, as written there: ⌊k/T⌋ triplets per task placed in
+    zero-initialised k-column stacks, whitened by the SVDs of the stacks, ΔW = λ·U_B·M*·V_Aᵀ."""
+    result = {}
+    for module, (U_B, V_A, cores) in dense_cores(adapters).items():
+        matrices = [cores[t] for t in sorted(cores)]
+        for i, core in enumerate(matrices):
+            u, s, v = torch.linalg.svd(core, full_matrices=False)
+            if i == 0:
+                sum_u, sum_s, sum_v = torch.zeros_like(u), torch.zeros_like(s), torch.zeros_like(v)
+            kept = int(s.shape[0] * (1 / len(matrices)))
+            sum_u[:, i * kept : (i + 1) * kept] = u[:, :kept]
+            sum_s[i * kept : (i + 1) * kept] = s[:kept]
+            sum_v[i * kept : (i + 1) * kept, :] = v[:kept, :]
+        u_u, _, v_u = torch.linalg.svd(sum_u, full_matrices=False)
+        u_v, _, v_v = torch.linalg.svd(sum_v, full_matrices=False)
+        merged = u_u @ v_u @ torch.diag(sum_s) @ u_v @ v_v
+        result[module] = lam * U_B @ merged @ V_A.T
+    return result
+
+
+def tsv(matrices: list[torch.Tensor], lam: float) -> torch.Tensor:
+    """TSV on dense matrices: per task the top min(⌊k/T⌋, rank) triplets, stacked, U and V whitened as U·Vᵀ of their
+    SVDs, reassembled with the kept σ."""
+    per_task = min(matrices[0].shape) // len(matrices)
+    us, ss, vs = [], [], []
+    for matrix in matrices:
+        u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+        kept = min(per_task, int(torch.linalg.matrix_rank(matrix.double())))
+        us.append(u[:, :kept])
+        ss.append(s[:kept])
+        vs.append(vh[:kept].T)
+    U, S, V = torch.cat(us, dim=1), torch.cat(ss), torch.cat(vs, dim=1)
+    uu, _, uvh = torch.linalg.svd(U, full_matrices=False)
+    vu, _, vvh = torch.linalg.svd(V, full_matrices=False)
+    return lam * (uu @ uvh) @ torch.diag(S) @ (vu @ vvh).T
+
+
+def core_tsv(adapters: AdapterSet, lam: float) -> dict[str, torch.Tensor]:
+    return {
+        module: U_B @ tsv([cores[t] for t in sorted(cores)], lam) @ V_A.T
+        for module, (U_B, V_A, cores) in dense_cores(adapters).items()
+    }
+
+
+def iso_c(total: torch.Tensor, lam: float) -> torch.Tensor:
+    """Iso-C: the matrix with its non-zero singular values replaced by their mean."""
+    u, s, vh = torch.linalg.svd(total.double(), full_matrices=False)
+    rank = int(torch.linalg.matrix_rank(total.double()))
+    return lam * s[:rank].mean() * u[:, :rank] @ vh[:rank]
+
+
+def lora_lego(adapters: AdapterSet, clusters: int | None, iterations: int, norm: str, seed: int, lam: float):
+    """LoRA-LEGO by brute force: loops over the rank-1 units, per-pair distances, `iterations` full Lloyd steps from
+    the same initial units as the library (its per-module generator draws them)."""
+    from loramerge.methods.lora_lego import cluster_seed
+
+    result = {}
+    for module, stack in adapters.stacks.items():
+        units = []  # (a, b) in task then rank order
+        for task, A, B in zip(stack.tasks, stack.A, stack.B, strict=True):
+            lora = adapters.adapters[task].modules[module]
+            for j in range(A.shape[0]):
+                units.append((lora.A[j].double(), lora.scale * lora.B[:, j].double()))
+        rank = max(stack.ranks)
+        K = clusters if clusters is not None else rank
+
+        def direction(x):
+            n = x.norm()
+            return x / n if n > 0 else torch.zeros_like(x)
+
+        features = [torch.cat([direction(a), direction(b)]) for a, b in units]
+        if K >= len(units):
+            assignment = list(range(len(units)))
+        else:
+            generator = torch.Generator().manual_seed(cluster_seed(seed, module))
+            first = torch.randperm(len(units), generator=generator)[:K].tolist()
+            centroids = [features[i].clone() for i in first]
+
+            def assign():
+                out = []
+                for f in features:
+                    distances = [float(((f - c) ** 2).sum()) for c in centroids]
+                    out.append(distances.index(min(distances)))
+                return out
+
+            assignment = assign()
+            for _ in range(iterations):
+                for k in range(K):
+                    members = [features[i] for i, c in enumerate(assignment) if c == k]
+                    if members:
+                        centroids[k] = torch.stack(members).mean(dim=0)
+                assignment = assign()
+        p = float("inf") if norm == "linf" else 2.0
+        total = torch.zeros(stack.shape, dtype=torch.float64)
+        for k in sorted(set(assignment)):
+            members = [torch.cat([units[i][0], units[i][1]]) for i, c in enumerate(assignment) if c == k]
+            centroid = torch.stack(members).mean(dim=0)
+            target = sum(float(torch.linalg.vector_norm(m, ord=p)) for m in members) / len(members)
+            length = float(torch.linalg.vector_norm(centroid, ord=p))
+            if length > 0:
+                centroid = centroid * (target / length)
+            a, b = centroid[: stack.shape[1]], centroid[stack.shape[1] :]
+            total += torch.outer(b, a)
+        result[module] = lam * (rank / K) ** 0.5 * total
+    return result

@@ -13,6 +13,7 @@ from loramerge.errors import ParameterError
 ALPHA_MODES = ("auto-magnitude", "auto-energy")
 TA_MODES = ("sum", "mean")
 TRIM_SCOPES = ("global", "per_layer")
+LEGO_NORMS = ("l2", "linf")
 
 
 def _number(name: str, value: Any) -> float:
@@ -49,6 +50,24 @@ def _seed(value: Any) -> int:
     return int(value)
 
 
+def _count(name: str, minimum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+            raise ParameterError(name, f"expected an integer ≥ {minimum}, got {value!r}")
+        if int(value) < minimum:
+            raise ParameterError(name, f"expected an integer ≥ {minimum}, got {value!r}")
+        return int(value)
+
+    return check
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def optional(value: Any) -> Any:
+        return None if value is None or value == "null" else check(value)
+
+    return optional
+
+
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -81,6 +100,9 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "trim_scope": _choice("trim_scope", TRIM_SCOPES),
     "mode": _choice("mode", TA_MODES),
     "alpha": parse_alpha,
+    "clusters": _optional(_count("clusters", 1)),
+    "iterations": _count("iterations", 0),
+    "norm": _choice("norm", LEGO_NORMS),
 }
 
 
@@ -116,6 +138,22 @@ class DareTiesParams(_Validated):
     drop_p: float = 0.1
     seed: int = 0
     trim_scope: str = "global"
+
+
+@dataclass(frozen=True)
+class ScaleParams(_Validated):
+    """Methods whose only parameter is the merged update's scale λ."""
+
+    lam: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoraLegoParams(_Validated):
+    lam: float = 1.0
+    clusters: int | None = None  # K; None: the module's largest adapter rank r
+    iterations: int = 10  # Lloyd iterations after the seeded initialisation
+    norm: str = "linf"  # the norm of the centroid rescaling; the only public implementation uses ℓ∞
+    seed: int = 0
 
 
 def field_names(params_type: type) -> list[str]:

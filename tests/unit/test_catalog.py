@@ -48,9 +48,9 @@ def test_a_method_imports_only_its_own_module():
 
 
 def test_an_unknown_method_names_the_known_ones():
-    with pytest.raises(ParameterError, match="unknown method 'nope'; known: core_ta, core_ties"):
+    with pytest.raises(ParameterError, match="unknown method 'nope'; known: core_iso, core_ta, core_ties, core_tsv"):
         get_method("nope")
-    with pytest.raises(KeyError, match="known: core_ta"):
+    with pytest.raises(KeyError, match="known: core_iso, core_ta"):
         method_facts("nope")
 
 

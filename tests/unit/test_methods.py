@@ -25,20 +25,7 @@ def assert_close(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
         torch.testing.assert_close(got[name].double(), expected[name].double(), atol=atol, rtol=1e-5, msg=name)
 
 
-@pytest.fixture
-def mixed_adapters(tmp_path):
-    """Ranks 2, 4 and 6, and one module that the third adapter does not have."""
-    generator = torch.Generator().manual_seed(7)
-    dirs = []
-    for task, rank in enumerate((2, 4, 6)):
-        shapes = dict(SHAPES)
-        if task == 2:
-            shapes.pop("encoder.layers.1.self_attn.v_proj")
-        dirs.append(write_adapter(tmp_path / f"task{task}", random_factors(generator, shapes, rank)))
-    return load_adapters(dirs)
-
-
-def test_registry_lists_the_eleven_methods():
+def test_registry_lists_the_fourteen_methods():
     assert sorted(METHODS) == sorted(
         [
             "ta",
@@ -50,6 +37,9 @@ def test_registry_lists_the_eleven_methods():
             "core_ties",
             "cur_ties",
             "cur_r_ties",
+            "core_tsv",
+            "core_iso",
+            "lora_lego",
             "hybrid",
             "mix",
         ]
@@ -247,5 +237,5 @@ def test_methods_are_permutation_equivariant_in_the_tasks(adapter_dirs):
     """Reordering the adapters leaves every deterministic merge unchanged (DARE masks follow the task index)."""
     forward = load_adapters(adapter_dirs)
     backward = load_adapters(list(reversed(adapter_dirs)))
-    for method in ["ta", "ties", "knots_ties", "core_ties", "cur_ties", "hybrid"]:
+    for method in ["ta", "ties", "knots_ties", "core_ties", "core_tsv", "core_iso", "cur_ties", "hybrid"]:
         assert_close(dense(merge(forward, method)), dense(merge(backward, method)))

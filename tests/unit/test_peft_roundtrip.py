@@ -60,6 +60,9 @@ def with_delta(deltas: dict[str, torch.Tensor]) -> CLIPVisionModel:
         ("ta", {"lam": 0.5}),
         ("core_ties", {}),
         ("cur_r_ties", {}),
+        ("core_tsv", {"lam": 0.6}),
+        ("core_iso", {"lam": 0.6}),
+        ("lora_lego", {"clusters": 3, "seed": 1}),
         ("mix", {"first": "knots_ties", "second": "ta", "alpha": 0.5}),
     ],
 )

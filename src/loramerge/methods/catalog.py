@@ -135,6 +135,31 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 paper_names={"table3": "CoreSpace-TIES", "table4": "CoreSpace-TIES"},
             ),
             MethodFacts(
+                "core_tsv",
+                "CoreSpace-TSV",
+                "core",
+                "Task Singular Vectors in Core Space: each task's top ⌊k/T⌋ triplets of M_t, whitened; low rank",
+                "loramerge.methods.core_tsv",
+                searched=("lam",),
+            ),
+            MethodFacts(
+                "core_iso",
+                "CoreSpace-Iso",
+                "core",
+                "Iso-C in Core Space: Σ_t M_t with its non-zero singular values set to their mean; low rank",
+                "loramerge.methods.core_iso",
+                searched=("lam",),
+            ),
+            MethodFacts(
+                "lora_lego",
+                "LoRA-LEGO",
+                "lego",
+                "LoRA-LEGO: k-means of the tasks' rank-1 units into K norm-rescaled centroids; low rank (rank K)",
+                "loramerge.methods.lora_lego",
+                searched=("lam", "clusters"),
+                paper_names={**_ties_paper_names("LoRA-LEGO"), "table4": "LoRA-LEGO"},
+            ),
+            MethodFacts(
                 "cur_ties",
                 "CUR-TIES (UR)",
                 "cur",
@@ -173,7 +198,7 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "loramerge.methods.mix",
                 searched=("alpha",),
                 branch_prefixes=("first", "second"),
-                branch_params=("lam", "top_k", "drop_p"),
+                branch_params=("lam", "top_k", "drop_p", "clusters"),
             ),
         )
     }
