@@ -7,6 +7,9 @@ Stages, each timed (wall clock) and metered (peak RSS while it runs):
   (iii) ties           iter_merge(adapters, "ties", {"top_k": 20}): plain TIES on the dense ΔW_t with KnOTS's global
                        top-20% trim over the whole model (D ≈ 1.34e9 entries per task), consumed likewise; each dense
                        O×I float32 update is dropped before the next one is made.
+  (iv)  core_tsv, core_iso, lora_lego
+                       iter_merge(adapters, <method>, {}) with each method's defaults (LoRA-LEGO: K = r = 16, ℓ∞,
+                       10 iterations, seed 0), consumed likewise; all three work on the factors only.
 Targets: every stage < 60 s and < 8 GB peak RSS.  "peak RSS" is the process's resident-set peak during the stage
 (Linux VmHWM reset before the stage; a 5 ms psutil sampler where that reset is not allowed); "Δ baseline" is that
 peak minus the RSS after the factors were built (the factors themselves are ~0.5 GB).  ru_maxrss (getrusage) is the
@@ -16,6 +19,10 @@ Slow-route ratio for the trim threshold of plain TIES: on the first --threshold-
 (per task, torch.cat of every |ΔW_t| flattened, then torch.kthvalue with k = D − int(D·0.2)) against the streaming
 loramerge.ties.trim.trim_thresholds(full_space(subset), names, 20.0); both must give the same threshold per task.
 The naive route needs D·4 bytes per task vector (≈5.4 GB per task for the whole model), so it runs on a subset only.
+
+Slow route for Core-TSV and Core-Iso: on the first k_proj (1024×4096) the dense definitions, TSV and Iso-C on the
+full ΔW_t (per-task SVDs of the O×I updates, polar factors of the stacked singular vectors, the SVD of Σ ΔW_t), against
+the library's merge of that module; both must give the same ΔW (Σ r ≤ min(O, I), so the full and core results agree).
 
 --quick shrinks the model to 4 layers (16 modules) and the threshold subset to 2 layers.
 --profile STAGE runs that stage under cProfile and prints the top entries by cumulative time.
@@ -53,6 +60,7 @@ from loramerge.adapters import AdapterSet
 from loramerge.api import iter_merge
 from loramerge.bases.decompose import decompose
 from loramerge.bases.spaces import full_space
+from loramerge.spectra import numerical_rank, polar_factor
 from loramerge.ties.trim import trim_thresholds
 
 TIME_TARGET_S = 60.0
@@ -94,6 +102,52 @@ def naive_thresholds(adapters: AdapterSet, names: list[str], top_k: float) -> tu
     return thresholds, kth_seconds
 
 
+def dense_tsv(deltas: list[torch.Tensor]) -> torch.Tensor:
+    """TSV on the full O×I updates (the dense route): per task its top min(⌊min(O, I)/T⌋, rank) triplets."""
+    per_task = min(deltas[0].shape) // len(deltas)
+    us, sigmas, vs = [], [], []
+    for delta in deltas:
+        U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
+        kept = min(per_task, numerical_rank(S, delta.shape))
+        us.append(U[:, :kept])
+        sigmas.append(S[:kept])
+        vs.append(Vh[:kept].T)
+    return polar_factor(torch.cat(us, dim=1)) @ torch.diag(torch.cat(sigmas)) @ polar_factor(torch.cat(vs, dim=1)).T
+
+
+def dense_iso(deltas: list[torch.Tensor]) -> torch.Tensor:
+    """Iso-C on the full O×I sum (the dense route): its non-zero singular values replaced by their mean."""
+    total = sum(deltas)
+    U, S, Vh = torch.linalg.svd(total, full_matrices=False)
+    rank = numerical_rank(S, total.shape)
+    return S[:rank].mean() * U[:, :rank] @ Vh[:rank]
+
+
+def spectral_ratio(adapters: AdapterSet, name: str) -> list[list[str]]:
+    """Dense full-space TSV and Iso-C of one module against the library's core-space merge of it: times, ratio and
+    the largest difference."""
+    part = subset(adapters, [name])
+    stack = part.stacks[name]
+    rows = []
+    for method, dense_route in (("core_tsv", dense_tsv), ("core_iso", dense_iso)):
+        with Timer() as dense_timer:
+            deltas = [b.double() @ a.double() for a, b in zip(stack.A, stack.B, strict=True)]
+            expected = dense_route(deltas)
+        with Timer() as ours_timer:
+            ((_, update),) = iter_merge(part, method, {})
+        difference = float((update.dense().double() - expected).abs().max() / expected.abs().max())
+        rows.append(
+            [
+                method,
+                fmt_s(dense_timer.seconds),
+                fmt_s(ours_timer.seconds),
+                f"{dense_timer.seconds / ours_timer.seconds:.0f}×",
+                f"{difference:.1e}",
+            ]
+        )
+    return rows
+
+
 def profiled(enabled: bool, top: int, function, *args, **kwargs):
     if not enabled:
         return function(*args, **kwargs)
@@ -123,12 +177,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument(
         "--stages",
-        default="decompose,knots_ties,ties,threshold",
+        default="decompose,knots_ties,ties,core_tsv,core_iso,lora_lego,threshold,spectral",
         help="comma-separated stages to run (knots_ties needs decompose)",
     )
     parser.add_argument(
         "--profile",
-        choices=["decompose", "knots_ties", "ties", "threshold"],
+        choices=["decompose", "knots_ties", "ties", "core_tsv", "core_iso", "lora_lego", "threshold"],
         default=None,
         help="run this stage under cProfile (its time then includes the profiler's overhead)",
     )
@@ -212,6 +266,21 @@ def main() -> None:
         record("(iii) ties top_k 20", f"{modules} dense updates, Σ‖ΔW‖² = {energy:.6g}", timer, meter)
         gc.collect()
 
+    for method in ("core_tsv", "core_iso", "lora_lego"):
+        if method not in stages:
+            continue
+        with PeakRss() as meter, Timer() as timer:
+            modules, energy, max_rank = profiled(
+                args.profile == method, args.profile_top, consume, iter_merge(adapters, method, {})
+            )
+        record(
+            f"(iv) {method}",
+            f"{modules} low-rank updates (rank ≤ {max_rank}), Σ‖ΔW‖² = {energy:.6g}",
+            timer,
+            meter,
+        )
+        gc.collect()
+
     print()
     extrapolated = [] if layers == LLAMA_LAYERS else [f"×{scale:g} → {LLAMA_LAYERS} layers s"]
     print(
@@ -288,6 +357,15 @@ def main() -> None:
         print(
             f"(the naive route over the whole model would hold D = {per_task * LLAMA_LAYERS // layers:,} float32 = "
             f"{per_task * LLAMA_LAYERS // layers * 4 / GB:.1f} GB per task vector, twice that during torch.cat)"
+        )
+    if "spectral" in stages:
+        name = next(name for name in shapes if name.endswith("k_proj"))
+        print(f"-- Core-TSV and Core-Iso against the dense full-space definitions on {name} {shapes[name]}")
+        print(
+            table(
+                spectral_ratio(adapters, name),
+                ["method", "dense route s", "ours s", "ratio", "max |Δ| / max |ΔW|"],
+            )
         )
     print(f"at end: {load_line()}")
 

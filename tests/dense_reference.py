@@ -174,57 +174,59 @@ def iso_c(total: torch.Tensor, lam: float) -> torch.Tensor:
     return lam * s[:rank].mean() * u[:, :rank] @ vh[:rank]
 
 
+def _direction(x: torch.Tensor) -> torch.Tensor:
+    norm = x.norm()
+    return x / norm if norm > 0 else torch.zeros_like(x)
+
+
+def _nearest(features: list[torch.Tensor], centroids: list[torch.Tensor]) -> list[int]:
+    assignment = []
+    for feature in features:
+        distances = [float(((feature - centroid) ** 2).sum()) for centroid in centroids]
+        assignment.append(distances.index(min(distances)))
+    return assignment
+
+
+def _lloyd(features: list[torch.Tensor], first: list[int], iterations: int) -> list[int]:
+    centroids = [features[i].clone() for i in first]
+    assignment = _nearest(features, centroids)
+    for _ in range(iterations):
+        for k in range(len(centroids)):
+            members = [features[i] for i, c in enumerate(assignment) if c == k]
+            if members:
+                centroids[k] = torch.stack(members).mean(dim=0)
+        assignment = _nearest(features, centroids)
+    return assignment
+
+
 def lora_lego(adapters: AdapterSet, clusters: int | None, iterations: int, norm: str, seed: int, lam: float):
     """LoRA-LEGO by brute force: loops over the rank-1 units, per-pair distances, `iterations` full Lloyd steps from
     the same initial units as the library (its per-module generator draws them)."""
     from loramerge.methods.lora_lego import cluster_seed
 
+    p = float("inf") if norm == "linf" else 2.0
     result = {}
     for module, stack in adapters.stacks.items():
         units = []  # (a, b) in task then rank order
-        for task, A, B in zip(stack.tasks, stack.A, stack.B, strict=True):
+        for task in stack.tasks:
             lora = adapters.adapters[task].modules[module]
-            for j in range(A.shape[0]):
-                units.append((lora.A[j].double(), lora.scale * lora.B[:, j].double()))
+            units += [(lora.A[j].double(), lora.scale * lora.B[:, j].double()) for j in range(lora.A.shape[0])]
         rank = max(stack.ranks)
         K = clusters if clusters is not None else rank
-
-        def direction(x):
-            n = x.norm()
-            return x / n if n > 0 else torch.zeros_like(x)
-
-        features = [torch.cat([direction(a), direction(b)]) for a, b in units]
-        if K >= len(units):
+        features = [torch.cat([_direction(a), _direction(b)]) for a, b in units]
+        if len(units) <= K:
             assignment = list(range(len(units)))
         else:
             generator = torch.Generator().manual_seed(cluster_seed(seed, module))
-            first = torch.randperm(len(units), generator=generator)[:K].tolist()
-            centroids = [features[i].clone() for i in first]
-
-            def assign():
-                out = []
-                for f in features:
-                    distances = [float(((f - c) ** 2).sum()) for c in centroids]
-                    out.append(distances.index(min(distances)))
-                return out
-
-            assignment = assign()
-            for _ in range(iterations):
-                for k in range(K):
-                    members = [features[i] for i, c in enumerate(assignment) if c == k]
-                    if members:
-                        centroids[k] = torch.stack(members).mean(dim=0)
-                assignment = assign()
-        p = float("inf") if norm == "linf" else 2.0
+            assignment = _lloyd(features, torch.randperm(len(units), generator=generator)[:K].tolist(), iterations)
         total = torch.zeros(stack.shape, dtype=torch.float64)
         for k in sorted(set(assignment)):
-            members = [torch.cat([units[i][0], units[i][1]]) for i, c in enumerate(assignment) if c == k]
+            members = [torch.cat(units[i]) for i, c in enumerate(assignment) if c == k]
             centroid = torch.stack(members).mean(dim=0)
             target = sum(float(torch.linalg.vector_norm(m, ord=p)) for m in members) / len(members)
             length = float(torch.linalg.vector_norm(centroid, ord=p))
             if length > 0:
                 centroid = centroid * (target / length)
-            a, b = centroid[: stack.shape[1]], centroid[stack.shape[1] :]
-            total += torch.outer(b, a)
+            total += torch.outer(centroid[stack.shape[1] :], centroid[: stack.shape[1]])
         result[module] = lam * (rank / K) ** 0.5 * total
     return result

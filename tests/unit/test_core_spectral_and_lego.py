@@ -72,7 +72,7 @@ def test_core_tsv_never_keeps_a_zero_singular_triplet(tmp_path):
     degenerate = {m: (A, B[:, :1].repeat(1, 4)) for m, (A, B) in random_factors(generator, SHAPES, 4).items()}
     adapters = load_adapters([write_adapter(tmp_path / "a", factors), write_adapter(tmp_path / "b", degenerate)])
     got = merge(adapters, "core_tsv")
-    for module, update in got.items():
+    for update in got.values():
         assert update.rank == 4 + 1
     assert_close(dense(got), ref.core_tsv(adapters, 1.0))
 
@@ -104,7 +104,7 @@ def test_core_iso_of_a_single_task_has_equal_singular_values(lone_module_adapter
     values = torch.linalg.svdvals(update.dense().double())[: update.rank]
     assert update.rank == 3
     torch.testing.assert_close(values, values.mean().expand(3), atol=1e-5, rtol=1e-5)
-    left, right = isotropic_factors(torch.zeros(5, 5, dtype=torch.float64))
+    _, right = isotropic_factors(torch.zeros(5, 5, dtype=torch.float64))
     assert right.shape[0] == 0  # an all-zero sum has no non-zero singular value to average
 
 

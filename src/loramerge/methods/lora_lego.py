@@ -49,9 +49,7 @@ def unit_directions(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def nearest(features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """The index of each feature's nearest centroid (squared Euclidean; the lowest index on ties)."""
-    distances = (
-        features.square().sum(dim=1, keepdim=True) - 2 * features @ centroids.T + centroids.square().sum(dim=1)
-    )
+    distances = features.square().sum(dim=1, keepdim=True) - 2 * features @ centroids.T + centroids.square().sum(dim=1)
     return distances.argmin(dim=1)
 
 
