@@ -68,6 +68,37 @@ def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return optional
 
 
+def _fraction(name: str) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        number = _number(name, value)
+        if not 0 <= number <= 1:
+            raise ParameterError(name, f"must be in [0, 1], got {value!r}")
+        return number
+
+    return check
+
+
+def _non_negative(name: str) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        number = _number(name, value)
+        if number < 0:
+            raise ParameterError(name, f"must be ≥ 0, got {value!r}")
+        return number
+
+    return check
+
+
+def _flag(name: str) -> Callable[[Any], bool]:
+    spellings = {True: True, False: False, "true": True, "false": False}
+
+    def check(value: Any) -> bool:
+        if isinstance(value, bool) or (isinstance(value, str) and value in spellings):
+            return spellings[value]
+        raise ParameterError(name, f"expected true or false, got {value!r}")
+
+    return check
+
+
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -103,6 +134,9 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "clusters": _optional(_count("clusters", 1)),
     "iterations": _count("iterations", 0),
     "norm": _choice("norm", LEGO_NORMS),
+    "off_diagonal": _fraction("off_diagonal"),
+    "normalize": _flag("normalize"),
+    "min_fisher": _non_negative("min_fisher"),
 }
 
 
@@ -154,6 +188,19 @@ class LoraLegoParams(_Validated):
     iterations: int = 10  # Lloyd iterations after the seeded initialisation
     norm: str = "linf"  # the norm of the centroid rescaling; the only public implementation uses ℓ∞
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class RegmeanParams(_Validated):
+    lam: float = 1.0  # RegMean's reference code has no λ; 1 is its merge
+    off_diagonal: float = 0.95  # the Gram's off-diagonal entries are scaled by this (FusionBench's CLIP setting)
+
+
+@dataclass(frozen=True)
+class FisherParams(_Validated):
+    lam: float = 1.0  # Fisher merging's reference code has no λ; 1 is its merge
+    normalize: bool = True  # weight each task's Fisher by 1/‖F_t‖ over all merged modules (FusionBench's default)
+    min_fisher: float = 1.0e-6  # added to every Fisher entry, so that an all-zero entry still averages
 
 
 def field_names(params_type: type) -> list[str]:

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from loramerge.adapters import AdapterSet
 from loramerge.atomic import write_json
-from loramerge.errors import StatisticsError
+from loramerge.errors import ParameterError, StatisticsError
 from loramerge.io import atomic_directory
 
 GRAM = "gram"
@@ -200,6 +200,15 @@ class Statistics:
             "path": str(self.folder),
             "tasks": {name: asdict(info) for name, info in zip(self.adapters.task_names, self.info, strict=True)},
         }
+
+
+def required_statistics(statistics: Statistics | None, method: str) -> Statistics:
+    """The statistics folder of a merge, which `method` cannot do without."""
+    if statistics is None:
+        raise ParameterError(
+            "statistics", f"method {method!r} reads per-task statistics: give a folder (--statistics DIR, statistics=)"
+        )
+    return statistics
 
 
 def open_statistics(folder: str | Path | None, adapters: AdapterSet) -> Statistics | None:

@@ -6,12 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from test_stats import write_statistics
 
 from loramerge import merge
 from loramerge.errors import ParameterError
 from loramerge.methods import METHODS, MergeContext, get_method, register
-from loramerge.methods.catalog import CATALOG, method_facts
+from loramerge.methods.catalog import CATALOG, STATISTICS, STATISTICS_KINDS, MethodFacts, method_facts
 from loramerge.methods.ta import TaskArithmetic
+from loramerge.stats import KINDS, Statistics
 from loramerge.updates import LowRankUpdate
 
 # mix has no branches of its own; these are low rank and read no decomposition, as its catalogue entry says
@@ -80,21 +82,35 @@ class RecordingContext(MergeContext):
         return super().bases()
 
 
+class RecordingStatistics(Statistics):
+    """A statistics folder that records which kinds of statistics the method read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.kinds_read: set[str] = set()
+
+    def tensor(self, kind, task, module):
+        self.kinds_read.add(kind)
+        return super().tensor(kind, task, module)
+
+
 def _defaults(name: str) -> dict[str, str]:
     return MIX_BRANCHES if name == "mix" else {}
 
 
 @pytest.mark.parametrize("name", sorted(CATALOG))
-def test_facts_agree_with_behaviour(adapters, name):
+def test_facts_agree_with_behaviour(adapters, name, tmp_path):
     facts = CATALOG[name]
     method = get_method(name)
     params = method.params(_defaults(name))
-    context = RecordingContext(adapters)
+    statistics = RecordingStatistics(write_statistics(tmp_path / "stats", adapters), adapters)
+    context = RecordingContext(adapters, statistics=statistics)
     updates = dict(method.merge(context, params))
     assert sorted(updates) == adapters.modules
     assert all(isinstance(u, LowRankUpdate) for u in updates.values()) == facts.low_rank
     assert method.is_low_rank(params) == facts.low_rank
     assert context.read_bases == facts.needs_decomposition() == method.uses_decomposition
+    assert statistics.kinds_read == ({facts.statistics_kind} if STATISTICS in facts.needs else set())
 
 
 def test_mix_follows_its_branches(adapters):
@@ -114,3 +130,18 @@ def test_two_branch_facts_come_from_the_catalogue():
     params = hybrid.params({})
     assert (params.first, params.second) == CATALOG["hybrid"].branches
     assert get_method("mix").prefixes == CATALOG["mix"].branch_prefixes
+
+
+def test_statistics_kind_is_set_exactly_for_methods_that_read_statistics():
+    assert STATISTICS_KINDS == KINDS  # the torch-free catalogue restates the statistics folder's kinds
+    assert {name: facts.statistics_kind for name, facts in CATALOG.items() if STATISTICS in facts.needs} == {
+        "regmean": "gram",
+        "fisher": "fisher",
+    }
+    common = {"display_name": "X", "family": "data", "summary": "x", "module": "m", "searched": ("lam",)}
+    with pytest.raises(ValueError, match="statistics_kind is set exactly when its needs name statistics"):
+        MethodFacts("x", **common, needs=frozenset({STATISTICS}))
+    with pytest.raises(ValueError, match="statistics_kind is set exactly when its needs name statistics"):
+        MethodFacts("x", **common, statistics_kind="gram")
+    with pytest.raises(ValueError, match="unknown statistics_kind 'hessian'; known: gram, fisher"):
+        MethodFacts("x", **common, needs=frozenset({STATISTICS}), statistics_kind="hessian")

@@ -26,6 +26,8 @@ def random_statistics(adapters, seed: int = 0) -> dict[str, dict[str, dict[str, 
     for task in adapters.task_names:
         gram, fisher = {}, {}
         for module, stack in adapters.stacks.items():
+            if adapters.task_names.index(task) not in stack.tasks:
+                continue
             out_features, in_features = stack.shape
             inputs = torch.randn(30, in_features, generator=generator, dtype=torch.float64)
             gram[module] = inputs.T @ inputs
@@ -34,12 +36,16 @@ def random_statistics(adapters, seed: int = 0) -> dict[str, dict[str, dict[str, 
     return statistics
 
 
-@pytest.fixture
-def statistics_dir(tmp_path, adapters) -> Path:
-    folder = tmp_path / "stats"
-    for task, tensors in random_statistics(adapters).items():
+def write_statistics(folder: Path, adapters, seed: int = 0) -> Path:
+    """A statistics folder of `adapters` holding `random_statistics`."""
+    for task, tensors in random_statistics(adapters, seed).items():
         write_task_statistics(folder, task, tensors, INFO)
     return folder
+
+
+@pytest.fixture
+def statistics_dir(tmp_path, adapters) -> Path:
+    return write_statistics(tmp_path / "stats", adapters)
 
 
 def test_round_trip(adapters, statistics_dir):

@@ -15,6 +15,7 @@ DECOMPOSITION = "decomposition"  # the cached per-module SVD/CUR bases of the ad
 STATISTICS = "statistics"  # per-task Gram / Fisher statistics (the statistics folder)
 TUNED_BRANCHES = "tuned_branches"  # its branches' settings come from their own searches
 NEEDS = (DECOMPOSITION, STATISTICS, TUNED_BRANCHES)
+STATISTICS_KINDS = ("gram", "fisher")  # the kinds of loramerge.stats, restated here so that no torch is imported
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,19 @@ class MethodFacts:
     branches: tuple[str, str] | None = None  # two-branch methods: the fixed branch methods (None: set per merge)
     branch_prefixes: tuple[str, str] | None = None  # parameter prefixes of the two branches (`svd.lam`)
     branch_params: tuple[str, ...] = ()  # the branch parameters that tuning copies from each branch's search
+    statistics_kind: str | None = None  # which statistics a STATISTICS method reads ("gram" | "fisher")
 
     def __post_init__(self) -> None:
         unknown = set(self.needs) - set(NEEDS)
         if unknown:
             raise ValueError(f"method {self.name!r}: unknown needs {sorted(unknown)}")
+        if (STATISTICS in self.needs) != (self.statistics_kind is not None):
+            raise ValueError(f"method {self.name!r}: statistics_kind is set exactly when its needs name {STATISTICS}")
+        if self.statistics_kind is not None and self.statistics_kind not in STATISTICS_KINDS:
+            raise ValueError(
+                f"method {self.name!r}: unknown statistics_kind {self.statistics_kind!r}; "
+                f"known: {', '.join(STATISTICS_KINDS)}"
+            )
         object.__setattr__(self, "paper_names", MappingProxyType(dict(self.paper_names)))
 
     def needs_decomposition(self) -> bool:
@@ -158,6 +167,30 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "loramerge.methods.lora_lego",
                 searched=("lam", "clusters"),
                 paper_names={**_ties_paper_names("LoRA-LEGO"), "table4": "LoRA-LEGO"},
+            ),
+            MethodFacts(
+                "regmean",
+                "RegMean",
+                "data",
+                "RegMean: ΔW* = (Σ ΔW_t·G̃_t)(Σ G̃_t)⁻¹ from each task's input Gram (statistics folder); dense result",
+                "loramerge.methods.regmean",
+                searched=("lam", "off_diagonal"),
+                needs=frozenset({STATISTICS}),
+                low_rank=False,
+                paper_names={"table3": "RegMean"},
+                statistics_kind="gram",
+            ),
+            MethodFacts(
+                "fisher",
+                "Fisher",
+                "data",
+                "Fisher merging: ΔW* = Σ F̃_t·ΔW_t / Σ F̃_t, elementwise, from each task's diagonal Fisher; dense result",
+                "loramerge.methods.fisher",
+                searched=("lam",),
+                needs=frozenset({STATISTICS}),
+                low_rank=False,
+                paper_names={"table3": "Fisher"},
+                statistics_kind="fisher",
             ),
             MethodFacts(
                 "cur_ties",
