@@ -1,6 +1,7 @@
 # The paper's tables and figures, each a CSV + Markdown + LaTeX triple or a PNG + PDF pair, all in the HTML report.
 # With `report.paper`, every table the paper prints puts its published numbers and the difference beside ours.
 
+from loramerge.repro.report.alpha_sweep import sweep_branches
 from loramerge.repro.report.table3 import pertask_table
 
 # The per-task table takes the paper's number for it, which the paper's folder gives (Table 4 for llama3-8b);
@@ -21,6 +22,9 @@ if {"cur_ties", "cur_r_ties"} <= set(PLANS):
 if "hybrid" in PLANS:  # Table 7 and Fig. 3 sweep the paper's α
     FINAL_TABLES.append("table7_alpha")
     FINAL_FIGURES.append("fig3_alpha")
+if "mix" in PLANS:  # Table 8 and its figure sweep α between mix's two branches
+    FINAL_TABLES.append("table8_alpha")
+    FINAL_FIGURES.append("fig8_alpha")
 if JOINT is not None:
     FINAL_TABLES += ["table5_joint", "table9_joint_pertask"]
 FINAL_OUTPUTS = expand(
@@ -140,13 +144,46 @@ rule table7:
     conda:
         "../envs/report.yaml"
     params:
+        branches=lambda wildcards: sweep_branches(PLANS["hybrid"]),
+        replicates=lambda wildcards: PLANS["hybrid"].search_spec().get("replicates"),
+        paper_table="table7",
         tasks=TASKS,
         normalize_by=NORMALIZE_BY,
         published=PUBLISHED_BASE,
         paper=paper_for("table7"),
-        code=script_code("table7.py"),
+        code=script_code("alpha_sweep_table.py"),
     script:
-        "../scripts/table7.py"
+        "../scripts/alpha_sweep_table.py"
+
+
+rule table8:
+    input:
+        evaluations=method_evaluations("eval", "mix"),
+        search="results/{suite}/search/mix.json",
+        finetuned=finetuned_results,
+    output:
+        csv=report(
+            "results/{suite}/tables/table8_alpha.csv",
+            caption="report/table8.rst",
+            category="Tables",
+        ),
+        md="results/{suite}/tables/table8_alpha.md",
+        tex="results/{suite}/tables/table8_alpha.tex",
+    log:
+        "logs/{suite}/table8.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        branches=lambda wildcards: sweep_branches(PLANS["mix"]),
+        replicates=lambda wildcards: PLANS["mix"].search_spec().get("replicates"),
+        paper_table="table8",
+        tasks=TASKS,
+        normalize_by=NORMALIZE_BY,
+        published=PUBLISHED_BASE,
+        paper=paper_for("table8"),
+        code=script_code("alpha_sweep_table.py"),
+    script:
+        "../scripts/alpha_sweep_table.py"
 
 
 rule energy_tables:
@@ -237,7 +274,31 @@ rule figure3:
     conda:
         "../envs/report.yaml"
     params:
+        branches=lambda wildcards: sweep_branches(PLANS["hybrid"]),
         selection=config["search"]["selection"],
-        code=script_code("figure3.py"),
+        code=script_code("alpha_sweep_figure.py"),
     script:
-        "../scripts/figure3.py"
+        "../scripts/alpha_sweep_figure.py"
+
+
+rule figure8:
+    input:
+        table="results/{suite}/tables/table8_alpha.csv",
+        search="results/{suite}/search/mix.json",
+    output:
+        png=report(
+            "results/{suite}/figures/fig8_alpha.png",
+            caption="report/fig8.rst",
+            category="Figures",
+        ),
+        pdf="results/{suite}/figures/fig8_alpha.pdf",
+    log:
+        "logs/{suite}/figure8.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        branches=lambda wildcards: sweep_branches(PLANS["mix"]),
+        selection=config["search"]["selection"],
+        code=script_code("alpha_sweep_figure.py"),
+    script:
+        "../scripts/alpha_sweep_figure.py"

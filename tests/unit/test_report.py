@@ -9,11 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from loramerge.repro.report.alpha_sweep import alpha_sweep_table
 from loramerge.repro.report.energy import table1_svd_energy, table2_cur_energy
 from loramerge.repro.report.figures import (
+    alpha_sweep_figure,
     figure1_overlap_heatmap,
     figure2_cur_spaces,
-    figure3_alpha_curve,
     overlap_matrix,
     parse_module_path,
     split_sources,
@@ -23,7 +24,6 @@ from loramerge.repro.report.joint import table5_joint, table9_joint_per_task
 from loramerge.repro.report.paper import read_paper_table
 from loramerge.repro.report.render import latex_escape, to_csv, to_latex, to_markdown, write_table
 from loramerge.repro.report.table3 import table3_per_task
-from loramerge.repro.report.table7 import table7_alpha_sweep
 from loramerge.repro.search import JointSelection, Selection, build_setting_table, select_method
 
 TASKS = ("dtd", "mnist", "stanford_cars")
@@ -52,6 +52,14 @@ SELECTIONS = {
     "ta": selection({"lam": 0.3}, {"dtd": 60.0, "mnist": 50.0, "stanford_cars": 40.0}, 55.5),
     "knots_ties": selection({"lam": 1.0, "top_k": 20}, {"dtd": 70.0, "mnist": 71.0, "stanford_cars": 72.0}, 71.0),
 }
+
+
+HYBRID_BRANCHES = ("knots_ties", "cur_ties")
+
+
+def table7_alpha_sweep(table, **options) -> pd.DataFrame:
+    """Table 7: the α-sweep table of the hybrid."""
+    return alpha_sweep_table(table, branches=HYBRID_BRANCHES, paper_table="table7", **options)
 
 
 def hybrid_table():
@@ -218,7 +226,7 @@ def test_figures_are_written_and_reproducible(tmp_path: Path):
         return [
             *figure1_overlap_heatmap(overlap_csv, folder / "figure1"),
             *figure2_cur_spaces(cur_ur, cur_r, folder / "figure2"),
-            *figure3_alpha_curve(sweep, folder / "figure3", selected_alpha=0.5),
+            *alpha_sweep_figure(sweep, folder / "figure3", branches=HYBRID_BRANCHES, selected_alpha=0.5),
         ]
 
     first = draw(tmp_path / "a")
@@ -574,9 +582,10 @@ def test_table3_from_a_replicated_search():
 def test_figure3_overlays_the_papers_curve(tmp_path: Path):
     sweep = table7_alpha_sweep(hybrid_table())
     paper = pd.DataFrame({"alpha": [0.0, 0.5, 1.0], "Avg": [67.5, 69.7, 67.7]})
-    with_paper = figure3_alpha_curve(sweep, tmp_path / "a" / "fig3", selected_alpha=0.5, paper=paper)
-    again = figure3_alpha_curve(sweep, tmp_path / "b" / "fig3", selected_alpha=0.5, paper=paper)
-    without = figure3_alpha_curve(sweep, tmp_path / "c" / "fig3", selected_alpha=0.5)
+    draw = lambda folder, **paper: alpha_sweep_figure(  # noqa: E731
+        sweep, tmp_path / folder / "fig3", branches=HYBRID_BRANCHES, selected_alpha=0.5, **paper
+    )
+    with_paper, again, without = draw("a", paper=paper), draw("b", paper=paper), draw("c")
     assert [p.read_bytes() for p in with_paper] == [p.read_bytes() for p in again]
     assert with_paper[0].read_bytes() != without[0].read_bytes()
 

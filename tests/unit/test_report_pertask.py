@@ -98,6 +98,7 @@ def test_the_packaged_table4_is_the_papers_and_names_our_methods_rows():
         "knots_ties": "KnOTS-TIES",
         "knots_dare_ties": "KnOTS-DARE-TIES",
         "core_ties": "CoreSpace-TIES",
+        "lora_lego": "LoRA-LEGO",
         "hybrid": "Ours-TIES",
     }  # Table 4 has no TA row
 

@@ -2,8 +2,8 @@
 
 - Figure 1 (:func:`figure1_overlap_heatmap`): SVD/CUR subspace overlap per layer × module type, from ``overlap.csv``.
 - Figure 2 (:func:`figure2_cur_spaces`): per-task normalized test accuracy of CUR merging in UR vs R space.
-- Figure 3 (:func:`figure3_alpha_curve`): mean normalized accuracy (test and validation) against α, and the paper's
-  curve when there is one.
+- Figure 3 and Table 8's figure (:func:`alpha_sweep_figure`): mean normalized accuracy (test and validation) against
+  α of a two-branch merge α·first + (1−α)·second, and the paper's curve when there is one.
 
 PNGs carry no ``Software`` entry and PDFs no ``CreationDate``/``Producer``, so the same inputs and matplotlib
 version give the same bytes.
@@ -188,22 +188,26 @@ def split_sources(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | Non
     return table[table[SOURCE_COLUMN] == OURS], (paper if len(paper) else None)
 
 
-def figure3_alpha_curve(
+def alpha_sweep_figure(
     sweep: pd.DataFrame,
     stem: str | Path,
     *,
+    branches: Sequence[str],
     alpha_column: str = "alpha",
     selected_alpha: float | None = None,
     paper: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
-    """Figure 3: mean normalized accuracy against α, test and validation lines with markers, selected α marked.
+    """Mean normalized accuracy against α, test and validation lines with markers, selected α marked (Figure 3 for
+    the hybrid; the figure of Table 8 for ``mix``).
 
-    ``sweep`` is :func:`loramerge.repro.report.table7.table7_alpha_sweep`'s frame (columns α, ``Avg``, ``Val Avg``)
-    without a paper; ``paper`` (columns α and ``Avg``), the paper's Table 7, is drawn as a third, grey line.
+    ``sweep`` is :func:`loramerge.repro.report.alpha_sweep.alpha_sweep_table`'s frame (columns α, ``Avg``,
+    ``Val Avg``) without a paper; ``paper`` (columns α and ``Avg``), the paper's table, is drawn as a third, grey line.
+    ``branches`` are the two methods mixed, ``(first, second)``: α = 1 is the first alone.
     """
     for column in (alpha_column, SWEEP_AVERAGE_COLUMN, SWEEP_VAL_AVERAGE_COLUMN):
         if column not in sweep.columns:
             raise ValueError(f"α sweep has no column {column!r}")
+    first, second = (method_display_name(branch) for branch in branches)
     ordered = sweep.sort_values(alpha_column, kind="stable")
     alphas = ordered[alpha_column].astype(float).to_numpy()
     figure = Figure(figsize=(5.0, 3.4), layout="constrained")
@@ -238,7 +242,8 @@ def figure3_alpha_curve(
                 linestyle="none",
                 color="crimson",
             )
-    axes.set_xlabel("α (0 = CUR, 1 = SVD)")
+    axes.set_title(f"α·{first} + (1−α)·{second}", fontsize=10)
+    axes.set_xlabel(f"α (0 = {second}, 1 = {first})")
     axes.set_ylabel("mean normalized accuracy (%)")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)

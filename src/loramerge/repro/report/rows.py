@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from loramerge.repro.report.naming import method_display_name
-from loramerge.repro.search import NORMALIZATION_NOTES, JointSelection, Selection
+from loramerge.repro.search import NORMALIZATION_NOTES, JointSelection, ParamValue, Selection
 
 FINETUNED_ROW = "Fine-tuned"
 AVERAGE_COLUMN = "Average"
@@ -110,9 +110,13 @@ def replicates_note(selections: Mapping[str, Selection | JointSelection], method
     replicated = [method for method in methods if selections[method].replicate_count > 1]
     if not replicated:
         return ""
-    replicates = selections[replicated[0]].replicates or {}
-    spec = "; ".join(f"{name} {values}" for name, values in sorted(replicates.items()))
-    names = ", ".join(method_display_name(method) for method in replicated)
+    return spread_note(replicated, selections[replicated[0]].replicates or {})
+
+
+def spread_note(methods: Sequence[str], replicates: Mapping[str, Sequence[ParamValue]]) -> str:
+    """The sentence under a table whose ``methods`` show mean ± spread over ``replicates`` (``{"seed": [0, 1, 2]}``)."""
+    spec = "; ".join(f"{name} {list(values)}" for name, values in sorted(replicates.items()))
+    names = ", ".join(method_display_name(method) for method in methods)
     return (
         f"{names}: mean {SPREAD} sample standard deviation (ddof=1) over the replicates ({spec}); "
         f"the CSV gives the standard deviation in the '{OURS_STD}' row."
