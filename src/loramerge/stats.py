@@ -2,9 +2,16 @@
 
 Layout, for the adapters' folder names `<task>` in the order the adapters are given:
 
-    <DIR>/<task>/gram.safetensors    one I × I float64 tensor per `<module path>`: Σ xᵀx over the module's inputs x
-    <DIR>/<task>/fisher.safetensors  one O × I float32 tensor per `<module path>`: mean squared gradient of its weight
-    <DIR>/<task>/stats.json          examples, what was counted (tokens or images) and how many, the split, its sha256
+    <DIR>/<task>/gram.safetensors    one I × I float64 tensor per `<module path>`: Σ xᵀx over the module's input rows x
+    <DIR>/<task>/fisher.safetensors  one O × I float32 tensor per `<module path>`: the mean, over `examples`, of the
+                                     squared gradient of its dense weight
+    <DIR>/<task>/stats.json          what the statistics were computed from (`StatisticsInfo`)
+
+A Gram is a sum, not a mean: `counted` in stats.json is how many input rows were summed into each Gram, so that a
+reader divides by it. A row is one token wherever a layer sees tokens (a ViT: images × sequence length, every patch
+and the class token; text: the non-padding tokens), which `unit` records. The Fisher is already the mean over
+`examples`. stats.json also holds the sha256 of the adapter's weights file, the one whose fine-tuned model gave the
+statistics; opening the folder refuses statistics of another adapter.
 
 A task folder is written atomically. Reading is lazy: opening checks every task's stats.json, a kind file is opened
 when a method first asks for one of its tensors, and each tensor is checked (shape against the adapters' module,
@@ -24,7 +31,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from loramerge.adapters import AdapterSet
+from loramerge.adapters import AdapterSet, LoraAdapter
 from loramerge.atomic import write_json
 from loramerge.errors import ParameterError, StatisticsError
 from loramerge.io import atomic_directory
@@ -48,11 +55,12 @@ def kind_file(kind: str) -> str:
 class StatisticsInfo:
     """What one task's statistics were computed from (its stats.json)."""
 
-    examples: int
-    counted: int  # tokens or images, as `unit` says
-    unit: str
-    split: str
-    split_sha256: str
+    examples: int  # the examples (images, texts) the statistics were computed on; the Fisher is their mean
+    counted: int  # the input rows summed into each Gram (a token each for a ViT or text model; see the module doc)
+    unit: str  # what one counted row is: "tokens" or "images"
+    split: str  # the data split the examples came from
+    split_sha256: str  # its sha256
+    adapter_sha256: str  # the sha256 of the adapter's weights file (`adapter_weights_sha256`)
 
     def problems(self) -> list[str]:
         problems = []
@@ -66,7 +74,14 @@ class StatisticsInfo:
             problems.append(f"split must be a non-empty string, got {self.split!r}")
         if not (isinstance(self.split_sha256, str) and _SHA256.match(self.split_sha256)):
             problems.append(f"split_sha256 must be 64 lower-case hex digits, got {self.split_sha256!r}")
+        if not (isinstance(self.adapter_sha256, str) and _SHA256.match(self.adapter_sha256)):
+            problems.append(f"adapter_sha256 must be 64 lower-case hex digits, got {self.adapter_sha256!r}")
         return problems
+
+
+def adapter_weights_sha256(adapter: LoraAdapter) -> str:
+    """The sha256 of `adapter`'s weights file, as stats.json records it (`load_adapter(folder)` gives the adapter)."""
+    return adapter.sha256[adapter.weights_file.name]
 
 
 def _module_shape(adapters: AdapterSet, kind: str, module: str) -> tuple[int, int]:
@@ -82,7 +97,11 @@ def write_task_statistics(
     overwrite: bool = False,
 ) -> Path:
     """`<folder>/<task>/`: one `<kind>.safetensors` per kind in `tensors` (kind -> module path -> tensor), cast to
-    the kind's dtype, and stats.json; written atomically, so a reader never sees a half-written task."""
+    the kind's dtype, and stats.json; written atomically, so a reader never sees a half-written task.
+
+    `task` is the adapter's folder name; `info.adapter_sha256` is `adapter_weights_sha256(load_adapter(folder))`;
+    each Gram is the sum over `info.counted` input rows and each Fisher the mean over `info.examples`.
+    """
     if not task or task in (".", "..") or "/" in task or "\\" in task:
         raise ValueError(f"task {task!r} is not a folder name")
     problems = info.problems()
@@ -146,11 +165,24 @@ class Statistics:
                     "so their statistics folders would be the same",
                 )
         self.adapters = adapters
-        self.info = tuple(_read_info(self.task_folder(t) / INFO_FILE) for t in range(len(adapters)))
+        self.info = tuple(self._read_task_info(task) for task in range(len(adapters)))
         self._files: dict[tuple[int, str], tuple[Any, frozenset[str]]] = {}  # (task, kind) -> (open file, its keys)
 
     def task_folder(self, task: int) -> Path:
         return self.folder / self.adapters.task_names[task]
+
+    def _read_task_info(self, task: int) -> StatisticsInfo:
+        path = self.task_folder(task) / INFO_FILE
+        info = _read_info(path)
+        adapter = self.adapters.adapters[task]
+        expected = adapter_weights_sha256(adapter)
+        if info.adapter_sha256 != expected:
+            raise StatisticsError(
+                path,
+                f"computed for another adapter: adapter_sha256 is {info.adapter_sha256}, but "
+                f"{adapter.weights_file} has sha256 {expected}",
+            )
+        return info
 
     def gram(self, task: int, module: str) -> torch.Tensor:
         """Σ xᵀx over `module`'s inputs for task `task`: I × I float64."""

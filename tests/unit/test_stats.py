@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,12 +12,21 @@ from safetensors.torch import load_file, save_file
 
 import loramerge.stats
 from loramerge import merge
+from loramerge.adapters import sha256_file
 from loramerge.cli import main
 from loramerge.errors import LoramergeError, StatisticsError
-from loramerge.stats import FISHER, GRAM, Statistics, StatisticsInfo, write_task_statistics
+from loramerge.stats import FISHER, GRAM, Statistics, StatisticsInfo, adapter_weights_sha256, write_task_statistics
 
 Q0 = "encoder.layers.0.self_attn.q_proj"  # 24 × 20 in conftest.SHAPES
-INFO = StatisticsInfo(examples=12, counted=340, unit="tokens", split="train", split_sha256="ab" * 32)
+INFO = StatisticsInfo(
+    examples=12, counted=340, unit="tokens", split="train", split_sha256="ab" * 32, adapter_sha256="cd" * 32
+)
+
+
+def task_info(adapters, task: str, **changes) -> StatisticsInfo:
+    """INFO for the adapter named `task`, its weights' sha256 recorded."""
+    adapter = adapters.adapters[adapters.task_names.index(task)]
+    return dataclasses.replace(INFO, adapter_sha256=adapter_weights_sha256(adapter), **changes)
 
 
 def random_statistics(adapters, seed: int = 0) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
@@ -39,7 +49,7 @@ def random_statistics(adapters, seed: int = 0) -> dict[str, dict[str, dict[str, 
 def write_statistics(folder: Path, adapters, seed: int = 0) -> Path:
     """A statistics folder of `adapters` holding `random_statistics`."""
     for task, tensors in random_statistics(adapters, seed).items():
-        write_task_statistics(folder, task, tensors, INFO)
+        write_task_statistics(folder, task, tensors, task_info(adapters, task))
     return folder
 
 
@@ -51,7 +61,7 @@ def statistics_dir(tmp_path, adapters) -> Path:
 def test_round_trip(adapters, statistics_dir):
     written = random_statistics(adapters)
     statistics = Statistics(statistics_dir, adapters)
-    assert statistics.info == (INFO,) * len(adapters)
+    assert statistics.info == tuple(task_info(adapters, task) for task in adapters.task_names)
     for task, name in enumerate(adapters.task_names):
         for module in adapters.modules:
             gram, fisher = statistics.gram(task, module), statistics.fisher(task, module)
@@ -64,6 +74,7 @@ def test_round_trip(adapters, statistics_dir):
         "unit": "tokens",
         "split": "train",
         "split_sha256": "ab" * 32,
+        "adapter_sha256": sha256_file(adapters.adapters[0].weights_file),
     }
     assert sorted(p.name for p in statistics_dir.iterdir()) == ["task0", "task1", "task2"]  # nothing staged left
 
@@ -81,7 +92,9 @@ def test_the_writer_casts_to_the_contract_dtypes_and_refuses_bad_tensors(tmp_pat
     with pytest.raises(ValueError, match="unknown statistics kind 'hessian'"):
         write_task_statistics(tmp_path, "other", {"hessian": {"m": gram32}}, INFO)
     with pytest.raises(ValueError, match="split_sha256 must be 64"):
-        write_task_statistics(tmp_path, "other", {}, StatisticsInfo(1, 1, "images", "train", "abc"))
+        write_task_statistics(tmp_path, "other", {}, StatisticsInfo(1, 1, "images", "train", "abc", "cd" * 32))
+    with pytest.raises(ValueError, match="adapter_sha256 must be 64"):
+        write_task_statistics(tmp_path, "other", {}, dataclasses.replace(INFO, adapter_sha256="CD" * 32))
     with pytest.raises(LoramergeError, match="already exists"):
         write_task_statistics(tmp_path, "task", {GRAM: {"m": gram32}}, INFO)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["task"]
@@ -156,8 +169,10 @@ def test_opening_checks_the_folder_and_every_task_info(adapters, statistics_dir,
     with pytest.raises(StatisticsError, match="statistics folder does not exist"):
         Statistics(tmp_path / "nowhere", adapters)
     info = statistics_dir / "task1" / "stats.json"
-    info.write_text(json.dumps({"examples": 0, "counted": 3, "unit": "words", "split": "train", "split_sha256": "0"}))
-    with pytest.raises(StatisticsError, match=rf"^{info}: examples must be a positive integer.*unit must be one of"):
+    bad = {"examples": 0, "counted": 3, "unit": "words", "split": "train", "split_sha256": "0", "adapter_sha256": 1}
+    info.write_text(json.dumps(bad))
+    problems = r"examples must be a positive integer.*unit must be one of.*adapter_sha256 must be 64"
+    with pytest.raises(StatisticsError, match=rf"^{info}: {problems}"):
         Statistics(statistics_dir, adapters)
     info.write_text("{")
     with pytest.raises(StatisticsError, match=rf"^{info}: unreadable"):
@@ -171,6 +186,22 @@ def test_opening_checks_the_folder_and_every_task_info(adapters, statistics_dir,
     (statistics_dir / "task1").rename(tmp_path / "elsewhere")
     with pytest.raises(StatisticsError, match=rf"^{statistics_dir / 'task1'}: no statistics for this task"):
         Statistics(statistics_dir, adapters)
+
+
+def test_statistics_of_another_adapter_are_refused_naming_both_hashes(adapter_dirs, statistics_dir):
+    from conftest import SHAPES, random_factors, write_adapter
+
+    from loramerge import load_adapters
+
+    recorded = json.loads((statistics_dir / "task1" / "stats.json").read_text())["adapter_sha256"]
+    write_adapter(adapter_dirs[1], random_factors(torch.Generator().manual_seed(99), SHAPES, 4))  # retrained
+    retrained = load_adapters(adapter_dirs)
+    now = sha256_file(retrained.adapters[1].weights_file)
+    info = statistics_dir / "task1" / "stats.json"
+    with pytest.raises(StatisticsError, match=rf"^{info}: computed for another adapter: adapter_sha256 is {recorded}"):
+        Statistics(statistics_dir, retrained)
+    with pytest.raises(StatisticsError, match=rf"{retrained.adapters[1].weights_file} has sha256 {now}$"):
+        Statistics(statistics_dir, retrained)
 
 
 def test_two_adapters_with_one_folder_name_are_refused(tmp_path, adapter_dirs, statistics_dir):
