@@ -14,6 +14,7 @@ ALPHA_MODES = ("auto-magnitude", "auto-energy")
 TA_MODES = ("sum", "mean")
 TRIM_SCOPES = ("global", "per_layer")
 LEGO_NORMS = ("l2", "linf")
+TARA_VARIANTS = ("a", "b", "weight")
 
 
 def _number(name: str, value: Any) -> float:
@@ -99,6 +100,15 @@ def _flag(name: str) -> Callable[[Any], bool]:
     return check
 
 
+def _path(name: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise ParameterError(name, f"expected a file path, got {value!r}")
+        return value
+
+    return check
+
+
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -137,6 +147,9 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "off_diagonal": _fraction("off_diagonal"),
     "normalize": _flag("normalize"),
     "min_fisher": _non_negative("min_fisher"),
+    "variant": _choice("variant", TARA_VARIANTS),
+    "init": lambda value: _number("init", value),
+    "coefficients": _optional(_path("coefficients")),
 }
 
 
@@ -201,6 +214,15 @@ class FisherParams(_Validated):
     lam: float = 1.0  # Fisher merging's reference code has no λ; 1 is its merge
     normalize: bool = True  # weight each task's Fisher by 1/‖F_t‖ over all merged modules (FusionBench's default)
     min_fisher: float = 1.0e-6  # added to every Fisher entry, so that an all-zero entry still averages
+
+
+@dataclass(frozen=True)
+class TaraParams(_Validated):
+    lam: float = 1.0  # scales the learned update; the coefficients already carry the merge's scale
+    variant: str = "b"  # a: per (task, rank) LoRA piece; b: per (task, KnOTS direction); weight: per task (AdaMerging)
+    init: float = 0.4  # every coefficient's start (ΔW = init·Σ ΔW_t); the original's λ/T = 3.2/8 = 2.4/6
+    coefficients: str | None = None  # the adaptation stage's learned coefficients; None: the initial point
+    seed: int = 0  # the adaptation's batch order (recorded with the merge; the merge itself draws nothing)
 
 
 def field_names(params_type: type) -> list[str]:

@@ -25,7 +25,7 @@ def assert_close(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
         torch.testing.assert_close(got[name].double(), expected[name].double(), atol=atol, rtol=1e-5, msg=name)
 
 
-def test_registry_lists_the_sixteen_methods():
+def test_registry_lists_the_seventeen_methods():
     assert sorted(METHODS) == sorted(
         [
             "ta",
@@ -40,6 +40,7 @@ def test_registry_lists_the_sixteen_methods():
             "core_tsv",
             "core_iso",
             "lora_lego",
+            "tara",
             "regmean",
             "fisher",
             "hybrid",

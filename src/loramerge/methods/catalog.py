@@ -14,7 +14,8 @@ from types import MappingProxyType
 DECOMPOSITION = "decomposition"  # the cached per-module SVD/CUR bases of the adapter set
 STATISTICS = "statistics"  # per-task Gram / Fisher statistics (the statistics folder)
 TUNED_BRANCHES = "tuned_branches"  # its branches' settings come from their own searches
-NEEDS = (DECOMPOSITION, STATISTICS, TUNED_BRANCHES)
+ADAPTATION = "adaptation"  # coefficients learned by the adaptation stage on unlabelled validation inputs
+NEEDS = (DECOMPOSITION, STATISTICS, TUNED_BRANCHES, ADAPTATION)
 STATISTICS_KINDS = ("gram", "fisher")  # the kinds of loramerge.stats, restated here so that no torch is imported
 
 
@@ -191,6 +192,15 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 low_rank=False,
                 paper_names={"table3": "Fisher"},
                 statistics_kind="fisher",
+            ),
+            MethodFacts(
+                "tara",
+                "TARA-Merging",
+                "adapt",
+                "TARA-Merging: per-direction coefficients learned on unlabelled validation inputs; low rank (Σ r_t)",
+                "loramerge.methods.tara",
+                searched=("lam",),
+                needs=frozenset({DECOMPOSITION, ADAPTATION}),
             ),
             MethodFacts(
                 "cur_ties",

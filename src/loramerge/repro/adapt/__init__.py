@@ -1,0 +1,1 @@
+"""Merges that optimise on unlabelled data (TARA-Merging): the adaptation stage's loop, modality-free."""
