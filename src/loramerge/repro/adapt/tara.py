@@ -45,7 +45,7 @@ class AdaptSettings:
 
 @dataclass(frozen=True)
 class AdaptTask:
-    """One task's unlabelled inputs and head (C × D) with its masked classes."""
+    """One task's unlabelled inputs and head (C × D, scaled by the suite's head temperature), masked classes."""
 
     name: str
     inputs: torch.Tensor
@@ -62,6 +62,37 @@ def mean_entropy(features: torch.Tensor, head: torch.Tensor, masked: Sequence[in
     logits = features.float() @ head[kept].to(features.device).float().T
     probabilities = torch.softmax(logits, dim=-1)
     return (torch.logsumexp(logits, dim=-1) - (probabilities * logits).sum(dim=-1)).mean()
+
+
+def finetuned_entropy(model: torch.nn.Module, task: AdaptTask, features: Features, batch_size: int) -> float:
+    """h_t: the mean prediction entropy over all of the task's inputs of `model` (the fine-tuned model, its adapter
+    applied by the caller), the offset of that task's objective term."""
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(task.inputs), batch_size):
+            batch = task.inputs[start : start + batch_size]
+            total += float(mean_entropy(features(model, batch), task.head, task.masked)) * len(batch)
+    return total / len(task.inputs)
+
+
+def targeted_linears(
+    model: torch.nn.Module, modules: Sequence[str], prefixes: Sequence[str]
+) -> dict[str, torch.nn.Linear]:
+    """Module path -> the model's nn.Linear it names, under the first of `prefixes` where it exists."""
+    found = {}
+    for path in modules:
+        for prefix in prefixes:
+            try:
+                module = model.get_submodule(f"{prefix}{path}")
+            except AttributeError:
+                continue
+            if not isinstance(module, torch.nn.Linear):
+                raise TypeError(f"{prefix}{path} is a {type(module).__name__}, not a linear layer")
+            found[path] = module
+            break
+        else:
+            raise KeyError(f"no module {path!r} in the {type(model).__name__} (prefixes tried: {list(prefixes)})")
+    return found
 
 
 def batches(inputs: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

@@ -1,0 +1,73 @@
+import time
+from dataclasses import asdict
+
+import torch
+from safetensors.torch import save_file
+
+from loramerge import load_adapters, load_decomposition
+from loramerge.apply import load_update, updated
+from loramerge.atomic import write_json
+from loramerge.io import atomic_directory
+from loramerge.repro.adapt.tara import (
+    AdaptSettings,
+    AdaptTask,
+    CoefficientBranches,
+    adapt,
+    finetuned_entropy,
+    targeted_linears,
+)
+from loramerge.repro.heads import load_head
+from loramerge.repro.jobs import job_log, pick_device
+from loramerge.repro.suites.base import suite_class
+
+params = snakemake.params
+with job_log(snakemake.log[0], params.threads) as log:
+    started = time.perf_counter()
+    suite = suite_class(params.kind)
+    device = pick_device(params.device, log)
+    point = dict(params.point)
+    settings = AdaptSettings(**params.settings, **point)
+    adapters = load_adapters(snakemake.input.adapters)
+    decomposition = None
+    if settings.variant == "b":
+        decomposition = load_decomposition(snakemake.input.decomposition, adapters)
+    model = suite.load_backbone(snakemake.input.backbone, device, params.dtype).requires_grad_(False)
+
+    def features(model, batch):
+        return suite.statistics_features(model, batch, device)
+
+    tasks = []
+    for task, val, head_file in zip(params.tasks, snakemake.input.val, snakemake.input.heads, strict=True):
+        head, _ = load_head(head_file)
+        inputs = suite.load_inputs(val)[0]  # the labels are never read
+        tasks.append(AdaptTask(task, inputs, suite.head_temperature * head, tuple(params.masked[task])))
+    offsets = []
+    for task, adapter in zip(tasks, snakemake.input.adapters, strict=True):
+        with updated(model, load_update(adapter), prefixes=suite.module_prefixes):
+            offsets.append(finetuned_entropy(model, task, features, params.batch_size))
+        log.info("%s: fine-tuned mean entropy %.6f on %d validation inputs", task.name, offsets[-1], len(task.inputs))
+    steps = settings.steps(min(len(task.inputs) for task in tasks))
+    branches = CoefficientBranches(
+        targeted_linears(model, adapters.modules, suite.module_prefixes), adapters, settings, decomposition
+    )
+    log.info(
+        "TARA variant %s: %d steps of %d inputs per task, seed %d",
+        settings.variant,
+        steps,
+        settings.batch_size,
+        settings.seed,
+    )
+    losses = adapt(model, branches, tasks, torch.tensor(offsets), features, settings, steps, log.info)
+    with atomic_directory(snakemake.output[0]) as staging:
+        save_file(branches.learned(), staging / "coefficients.safetensors")
+        write_json(
+            staging / "adapt.json",
+            {
+                "settings": asdict(settings),
+                "steps": steps,
+                "finetuned_entropy": dict(zip(params.tasks, offsets, strict=True)),
+                "objective": losses,
+                "tasks": params.tasks,
+            },
+        )
+    log.info("adaptation took %.1f s", time.perf_counter() - started)
