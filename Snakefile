@@ -19,6 +19,7 @@ include: "workflow/common.smk"
 # suites download them at locked commits); every stage after them is shared.
 include: SUITE_SPEC.input_rules
 include: "workflow/decompose.smk"
+include: "workflow/statistics.smk"
 include: "workflow/merge.smk"
 include: "workflow/evaluate.smk"
 include: "workflow/search.smk"

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from loramerge import load_adapters, load_decomposition, merge_to_folder
 from loramerge.repro.jobs import job_log
 from loramerge.repro.plan import tuned_branch_params
@@ -17,5 +19,9 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
             for branch, path in zip(branches.values(), snakemake.input.branches, strict=True)
         }
         params.update(tuned_branch_params(branches, snakemake.params.branch_params, chosen))
+    # the task folders of one statistics folder (resources/<suite>/stats/<kind>), for methods that read one
+    statistics = Path(snakemake.input.statistics[0]).parent if snakemake.input.statistics else None
     log.info("merging %s with %s", method, params)
-    merge_to_folder(adapters, method, snakemake.output[0], params, decomposition=decomposition, progress=True)
+    merge_to_folder(
+        adapters, method, snakemake.output[0], params, decomposition=decomposition, progress=True, statistics=statistics
+    )

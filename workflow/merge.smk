@@ -1,10 +1,19 @@
 # One merge per method and structural hyper-parameter point, at λ = 1: λ only scales the merged update, so every λ
 # of the search is applied at evaluation time instead of costing a merge each.
 
+from loramerge.repro.stats.needs import statistics_kind
+
 
 rule merge:
     input:
         unpack(merge_inputs),
+        # every task's statistics folder, for methods that read statistics (regmean, fisher)
+        statistics=lambda wildcards: expand(
+            "resources/{suite}/stats/{kind}/{task}",
+            suite=wildcards.suite,
+            kind=statistics_kind(PLANS[wildcards.method]) or [],
+            task=TASKS,
+        ),
     output:
         directory("results/{suite}/merged/{method}/{point}"),
     log:

@@ -43,8 +43,6 @@ def test_configs_map_to_their_suites():
     assert b32.joint_shared() == {"svhn": "mnist"} and demo.joint_shared() == {}
     assert all(suite.masked_classes("cars") == [] for suite in (b32, l14))
     assert ClipSuite.module_prefixes == DemoVisionSuite.module_prefixes == ("", "vision_model.")
-    with pytest.raises(NotImplementedError, match="clip"):
-        b32.statistics_batches("cars", "val")
 
 
 def test_the_vit_l14_suite_is_the_vit_b32_suite_on_another_backbone():
@@ -129,3 +127,49 @@ def test_choosing_a_suite_imports_neither_torch_nor_another_suite():
             f"assert not any({other!r} and {other!r} in name for name in sys.modules), 'another suite imported'"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _with_train_files(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    for task, spec in config["vision"]["tasks"].items():
+        spec["dataset"]["files"].setdefault("train", [f"data/{task}-train-*.parquet"])
+    return config
+
+
+def test_statistics_come_from_each_suites_training_inputs():
+    assert (DemoVisionSuite.statistics_split, ClipSuite.statistics_split) == ("train", "statistics")
+    assert suite_class("demo_text").statistics_split == "train" and suite_class("llama_nli").statistics_split is None
+    # the demo's cosine heads are saved unit-norm: its logits need the training temperature back
+    assert DemoVisionSuite.head_temperature == 20.0 and ClipSuite.head_temperature == 1.0
+    load_suite(DEMO).check_statistics("merge.methods.regmean")
+    load_suite(_with_train_files(VIT_B32)).check_statistics("merge.methods.regmean")
+
+
+def test_a_clip_task_without_train_files_cannot_give_statistics():
+    config = _with_train_files(VIT_B32)
+    del config["vision"]["tasks"]["gtsrb"]["dataset"]["files"]["train"]
+    suite = load_suite(config)  # naming train files is optional until a merge reads statistics
+    with pytest.raises(ConfigError, match=r"'vision.tasks.gtsrb.dataset.files.train'.*merge.methods.fisher reads"):
+        suite.check_statistics("merge.methods.fisher")
+
+
+def test_a_split_the_protocol_does_not_read_is_still_refused():
+    config = _with_train_files(VIT_B32)
+    config["vision"]["tasks"]["cars"]["dataset"]["files"]["val"] = ["data/val-*"]
+    with pytest.raises(ConfigError, match=r"'vision.tasks.cars.dataset.files'.*permutation split reads exactly"):
+        load_suite(config)
+
+
+def test_the_llama_suite_collects_no_statistics():
+    from snakemake.utils import update_config
+
+    config = copy.deepcopy(DEMO)
+    update_config(config, yaml.safe_load((ROOT / "config" / "paper-llama3-8b.yaml").read_text()))
+    with pytest.raises(ConfigError, match=r"'merge.methods.regmean'.*kind 'llama_nli' do not collect"):
+        load_suite(config).check_statistics("merge.methods.regmean")
+
+
+def test_the_statistics_dtype_is_one_the_suite_runs_in():
+    config = _edited(VIT_B32, lambda c: c.update(statistics={"dtype": "bfloat16"}))
+    with pytest.raises(ConfigError, match=r"'statistics.dtype'.*kind 'clip' run in float32"):
+        load_suite(config)

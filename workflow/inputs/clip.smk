@@ -111,3 +111,35 @@ rule text_heads:
         code=script_code("text_heads.py"),
     script:
         "../../scripts/text_heads.py"
+
+
+# The statistics of the data-using merges (RegMean, Fisher) read a seeded subset of each task's training images,
+# prepared once like the evaluation splits; only scheduled when a planned merge reads statistics.
+rule statistics_data:
+    input:
+        lock=lambda wildcards: SUITE_SPEC.lock_inputs(),
+        backbone="resources/{suite}/backbone",
+        classnames=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task][
+            "classnames"
+        ],
+    output:
+        f"resources/{{suite}}/data/{{task}}/{SUITE_SPEC.statistics_split}.safetensors",
+    log:
+        "logs/{suite}/statistics_data/{task}.log",
+    benchmark:
+        "results/{suite}/benchmarks/statistics_data/{task}.tsv"
+    conda:
+        "../../envs/download.yaml"
+    params:
+        dataset=lambda wildcards: SUITE_SPEC.settings["tasks"][wildcards.task][
+            "dataset"
+        ],
+        image_size=SUITE_SPEC.settings["image_size"],
+        examples=config["statistics"]["examples"],
+        seed=lambda wildcards: derive_seed(
+            config["seed"], "statistics-data", wildcards.task
+        ),
+        lock=SUITE_SPEC.lock,
+        code=script_code("statistics_data.py"),
+    script:
+        "../../scripts/statistics_data.py"

@@ -9,7 +9,10 @@ one config section (`demo`, `vision`, `demo_text`, `nli`). It knows
   `resources/<suite>/heads/<task>.safetensors` and `resources/<suite>/data/<task>/{val,test}.safetensors`;
 - how to read a prepared split's inputs, load the backbone (in which dtypes) and compute the features that a task's
   head scores, and under which module-path prefixes an adapter's modules are found in the loaded backbone;
-- which classes are masked per task, and which batches feed statistics (for the data-using merges, not built yet).
+- which classes are masked per task, the temperature that turns head scores into the logits a task was trained with,
+  and, for the statistics of the data-using merges (`loramerge.repro.stats`), which prepared split holds the
+  unlabelled training inputs (`resources/<suite>/data/<task>/<statistics_split>.safetensors`), the features of one
+  batch with gradients enabled, and which rows of a batch's layer inputs are real (not padding).
 Everything after the adapters (decompose, merge, evaluate, search, analysis, report) is shared and knows no suite.
 
 This module and every suite's class are torch-free: the workflow builds its DAG from them at every invocation. The
@@ -49,6 +52,12 @@ class Suite(ABC):
     # A JSON schema (YAML, shipped beside the suite's module) for the settings section; the workflow's config schema
     # only knows that the section is an object. None: the config schema describes the section itself.
     section_schema: ClassVar[str | None] = None
+    # The prepared split (`data/<task>/<name>.safetensors`) whose inputs feed per-task statistics; None: this kind
+    # collects none (the Llama suite: its Grams would take ~51 GB, and its paper reports no data-using merge).
+    statistics_split: ClassVar[str | None] = None
+    # logits = head_temperature · features @ head.T: 1 where the head carries its scale (CLIP's logit_scale, a
+    # `score` weight); the demo's cosine heads are saved unit-norm and were trained at a temperature.
+    head_temperature: ClassVar[float] = 1.0
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         if self.section not in config:
@@ -77,6 +86,9 @@ class Suite(ABC):
         dtype = self.config["evaluate"].get("dtype", "float32")
         if dtype not in self.dtypes:
             raise ConfigError("evaluate.dtype", f"suites of kind '{self.kind}' evaluate in {', '.join(self.dtypes)}")
+        statistics_dtype = self.config.get("statistics", {}).get("dtype", "float32")
+        if statistics_dtype not in self.dtypes:
+            raise ConfigError("statistics.dtype", f"suites of kind '{self.kind}' run in {', '.join(self.dtypes)}")
         self.check_section()
 
     @abstractmethod
@@ -121,9 +133,10 @@ class Suite(ABC):
         """Every task's masked classes, as the evaluation jobs receive them."""
         return {task: self.masked_classes(task) for task in self.tasks}
 
-    def statistics_batches(self, task: str, split: str) -> Any:
-        """The batches that feed per-task statistics (Gram, Fisher) for the data-using merges; not built yet."""
-        raise NotImplementedError(f"suite kind '{self.kind}' does not collect statistics yet")
+    def check_statistics(self, key: str) -> None:
+        """That this suite can collect per-task statistics, which the merges at config key `key` read."""
+        if self.statistics_split is None:
+            raise ConfigError(key, f"reads per-task statistics, which suites of kind '{self.kind}' do not collect")
 
     # --- runtime (imports torch): the scripts ask for these by kind, with no config at hand ---------------------
 
@@ -153,6 +166,18 @@ class Suite(ABC):
         fp16: bool = True,
     ) -> torch.Tensor:
         """Features (N × D, float32, CPU) that a task head (C × D) scores by `features @ head.T`."""
+
+    @classmethod
+    @abstractmethod
+    def statistics_row_mask(cls, inputs: Any) -> torch.Tensor | None:
+        """Which rows of a layer input (batch × sequence, boolean) a batch of `inputs` fills with real tokens, for
+        `statistics_features` on the same batch; None when every row is real."""
+
+    @classmethod
+    @abstractmethod
+    def statistics_features(cls, model: torch.nn.Module, inputs: Any, device: str | torch.device) -> torch.Tensor:
+        """Features (B × D, float32, on `device`) of one batch of `inputs` under the caller's grad mode, without
+        autocast, so that statistics hooks see every layer input and gradients reach every weight."""
 
 
 def suite_class(kind: str) -> type[Suite]:

@@ -9,6 +9,8 @@
   shipped permutation are validation, the rest test, in permutation order; or the official validation and test
   splits; or, for EuroSAT, the full release minus train and test), size-checked, and stored as uint8 CLIP crops
   (resize the short side, centre crop) so that evaluation only normalizes on the device.
+- The statistics of the data-using merges read a seeded subset of each task's training images (`dataset.files.train`),
+  prepared the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from loramerge.atomic import write_atomically
 from loramerge.errors import AdapterError
 from loramerge.io import atomic_directory
 from loramerge.repro.splits import DataError
+from loramerge.repro.stats.subset import draw_rows
 from loramerge.repro.suites.clip.images import AS_IS, check_label_names, clip_crops, pixel_hashes, read_parquet
 
 if TYPE_CHECKING:
@@ -308,3 +311,25 @@ def evaluation_splits(
         crops = clip_crops(_encoded_rows(dataset, rows, columns["image_column"]), processor, source)
         splits[split] = PreparedSplit(crops.images, labels, {**evidence[split], "exif_oriented": crops.exif_oriented})
     return splits
+
+
+def statistics_subset(
+    files: Mapping[str, Path],
+    dataset_spec: Mapping,
+    class_names: Sequence[str],
+    processor: CLIPImageProcessorPil,
+    examples: int,
+    seed: int,
+    source: str,
+) -> PreparedSplit:
+    """min(examples, N) of the N images of a task's train split (`dataset_spec['files']['train']`), drawn with
+    `seed`, in row order, as uint8 CLIP crops: the unlabelled inputs its statistics are collected on (the labels are
+    kept because the split format has them)."""
+    if "train" not in dataset_spec["files"]:
+        raise DataError(source, "dataset.files names no train split to collect statistics on")
+    dataset = read_split(files, dataset_spec, dataset_spec["files"]["train"], class_names, source)
+    rows = draw_rows(len(dataset), examples, seed).numpy()
+    labels = torch.as_tensor(np.asarray(dataset[dataset_spec["label_column"]], dtype=np.int64)[rows])
+    crops = clip_crops(_encoded_rows(dataset, rows, dataset_spec["image_column"]), processor, source)
+    info = {"train_rows": len(dataset), "drawn": len(rows), "seed": seed, "exif_oriented": crops.exif_oriented}
+    return PreparedSplit(crops.images, labels, info)

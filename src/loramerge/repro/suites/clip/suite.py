@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import torch
 
 # The data files each split protocol reads (permutation: the test split's head is validation; release_complement:
-# validation is the full release, `release`, minus train and test).
+# validation is the full release, `release`, minus train and test); any may add train for statistics.
 _SPLIT_FILES = {"permutation": {"test"}, "official": {"val", "test"}, "release_complement": {"train", "test"}}
 
 
@@ -46,10 +46,25 @@ class ClipVisionModel:
 
         return encode(model, inputs, batch_size, device, progress, fp16)
 
+    @classmethod
+    def statistics_row_mask(cls, inputs: torch.Tensor) -> None:
+        """Every token of a ViT (the class token and each patch) is real."""
+        return None
+
+    @classmethod
+    def statistics_features(
+        cls, model: torch.nn.Module, inputs: torch.Tensor, device: str | torch.device
+    ) -> torch.Tensor:
+        from loramerge.repro.suites.clip.model import image_features, preprocess
+
+        return image_features(model, preprocess(inputs.to(device)))
+
 
 class ClipSuite(ClipVisionModel, Suite):
     kind = "clip"
     section = "vision"
+    # a seeded subset of each task's training images, prepared by the input rules from `dataset.files.train`
+    statistics_split = "statistics"
 
     def check_section(self) -> None:
         vision = self.settings
@@ -60,13 +75,26 @@ class ClipSuite(ClipVisionModel, Suite):
             if (spec["split"] == "release_complement") != ("release" in spec):
                 raise ConfigError(f"{key}.release", "exactly the release_complement split reads a full release")
             needed = _SPLIT_FILES[spec["split"]]
-            if set(spec["dataset"]["files"]) != needed:
+            # `train` may always be named: the statistics of the data-using merges read it
+            if not needed <= set(spec["dataset"]["files"]) <= needed | {"train"}:
                 raise ConfigError(
-                    f"{key}.dataset.files", f"a {spec['split']} split reads exactly the splits {sorted(needed)}"
+                    f"{key}.dataset.files",
+                    f"a {spec['split']} split reads exactly the splits {sorted(needed)} (and train, for statistics)",
                 )
         for task, owner in vision["joint_shared"].items():
             if task not in vision["tasks"] or owner not in vision["tasks"]:
                 raise ConfigError(f"vision.joint_shared.{task}", f"'{task}' and '{owner}' must both be tasks")
+
+    def check_statistics(self, key: str) -> None:
+        """Statistics are collected on each task's training images, so every task must name its train files."""
+        super().check_statistics(key)
+        for task, spec in self.settings["tasks"].items():
+            if "train" not in spec["dataset"]["files"]:
+                raise ConfigError(
+                    f"vision.tasks.{task}.dataset.files.train",
+                    f"{key} reads per-task statistics, collected on each task's training images: name the files "
+                    "of the dataset's train split (then relock)",
+                )
 
     def published_finetuned(self) -> dict[str, float]:
         return {task: spec["finetuned_published"] for task, spec in self.settings["tasks"].items()}

@@ -17,6 +17,7 @@ class DemoTextSuite(LlamaClassifierModel, Suite):
     kind = "demo_text"
     section = "demo_text"
     section_schema = "section.schema.yaml"
+    statistics_split = "train"
 
     def check_section(self) -> None:
         demo = self.settings

@@ -13,6 +13,8 @@ from loramerge.repro.suites.clip.suite import ClipVisionModel
 class DemoVisionSuite(ClipVisionModel, Suite):
     kind = "demo_vision"
     section = "demo"
+    statistics_split = "train"
+    head_temperature = 20.0  # the cosine heads' training temperature (demo_vision.train)
 
     def check_section(self) -> None:
         demo = self.settings

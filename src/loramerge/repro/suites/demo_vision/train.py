@@ -23,7 +23,7 @@ from loramerge.repro.suites.demo_vision.suite import DemoVisionSuite
 from loramerge.repro.suites.evaluation import EvalTask, evaluate
 from loramerge.repro.suites.training import check_training_labels, shuffled_batches, warmup_cosine_schedule
 
-TEMPERATURE = 20.0
+TEMPERATURE = DemoVisionSuite.head_temperature  # the statistics' Fisher scores the saved heads at it too
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
 _TAIL_FRACTION = 0.1  # the last 10 % of steps give the reported training loss and accuracy
 

@@ -51,6 +51,21 @@ def last_token_states(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Ten
     return hidden[torch.arange(len(tokens), device=hidden.device), lengths - 1]
 
 
+def _cropped(tokens: torch.Tensor) -> torch.Tensor:
+    """A padded batch without the columns that are padding in every row."""
+    return tokens[:, : int(sequence_lengths(tokens).max())]
+
+
+def real_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """Boolean batch × length mask of the real tokens of a padded batch, cropped as `batch_features` runs it."""
+    return _cropped(tokens) != PAD_ID
+
+
+def batch_features(model: torch.nn.Module, tokens: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """Last-token features (float32, on `device`) of one padded batch in its order, under the caller's grad mode."""
+    return last_token_states(model, _cropped(tokens).to(device)).float()
+
+
 def encode(
     model: torch.nn.Module,
     tokens: torch.Tensor,

@@ -47,3 +47,18 @@ class LlamaClassifierModel:
         from loramerge.repro.suites.text.model import encode
 
         return encode(model, inputs, batch_size, device, progress)
+
+    @classmethod
+    def statistics_row_mask(cls, inputs: torch.Tensor) -> torch.Tensor:
+        """The real tokens of the batch, cropped to its longest example as `statistics_features` runs it."""
+        from loramerge.repro.suites.text.model import real_tokens
+
+        return real_tokens(inputs)
+
+    @classmethod
+    def statistics_features(
+        cls, model: torch.nn.Module, inputs: torch.Tensor, device: str | torch.device
+    ) -> torch.Tensor:
+        from loramerge.repro.suites.text.model import batch_features
+
+        return batch_features(model, inputs, device)
