@@ -9,7 +9,12 @@ from __future__ import annotations
 from loramerge.methods.catalog import CATALOG, MethodFacts
 
 COLUMNS = ("method", "display name", "family", "what it merges", "needs", "searched", "low rank")
-NEEDS_WORDS = {"decomposition": "decomposition", "statistics": "statistics", "tuned_branches": "tuned branches"}
+NEEDS_WORDS = {
+    "adaptation": "adaptation (learned coefficients)",
+    "decomposition": "decomposition",
+    "statistics": "statistics",
+    "tuned_branches": "tuned branches",
+}
 
 
 def _cell(text: str) -> str:
