@@ -151,6 +151,9 @@ def test_table8_over_seed_replicates_shows_their_mean_and_spread():
     assert spread["digits"] == pytest.approx(4.0) and spread["Avg"] == pytest.approx(4.0)
     assert spread["Val Avg"] == pytest.approx(4.0)
     assert "104.00 ± 4.00" in to_markdown(sweep)
+    assert pd.isna(spread["alpha"])  # the spread row's α is the row above's, so no renderer folds it into α ± …
+    alphas = [line.split("|")[1].strip() for line in to_markdown(sweep).splitlines() if "| ours" in line]
+    assert alphas == ["0", "1"]
     assert any("Mix: mean ± sample standard deviation" in note for note in sweep.attrs["notes"])
     one_seed = table8(mix_table(DEMO_TASKS, [0.0, 1.0], seeds=(0,)), tasks=DEMO_TASKS, replicates={"seed": [0]})
     assert "Source" not in one_seed.columns and len(one_seed) == 2  # one replicate has no spread

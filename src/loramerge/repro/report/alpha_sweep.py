@@ -175,7 +175,7 @@ def alpha_sweep_table(
     compared = sweep_paper(paper, paper_table, branches)
     published = {} if compared is None else _paper_sweep(compared, paper_table, values_columns, task_columns)
 
-    rows = Rows()
+    rows = Rows(setting_columns=[alpha_param])
     # α from the config and from the paper's CSV may differ in their last bits (0.30000000000000004 vs 0.3)
     ours_keys = {round(alpha, 9): alpha for alpha in ours_by_alpha}
     paper_keys = {round(alpha, 9): alpha for alpha in published}

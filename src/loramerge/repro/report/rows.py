@@ -58,17 +58,25 @@ def _delta(ours: Row, paper: Row, columns: Sequence[str]) -> Row:
 
 
 class Rows:
-    """Rows of a table under construction, with the positions of the ``ours std`` rows."""
+    """Rows of a table under construction, with the positions of the ``ours std`` rows.
 
-    def __init__(self) -> None:
+    ``setting_columns`` are the labels that state a row's setting (its hyper-parameters, an α sweep's α); the
+    ``ours std`` row leaves them empty, its setting being the row above's (so a renderer folds no label into
+    ``mean ± std``)."""
+
+    def __init__(self, setting_columns: Sequence[str] = (PARAMS_COLUMN,)) -> None:
         self.rows: list[Row] = []
         self.std_rows: list[int] = []
+        self.setting_columns = tuple(setting_columns)
 
     def ours(self, labels: Row, values: Row, std: Row | None = None) -> None:
         self.rows.append({**labels, SOURCE_COLUMN: OURS, **values})
         if std is not None:
-            # the spread of a setting's numbers; its hyper-parameters are the row above's
-            blank = {PARAMS_COLUMN: ""} if PARAMS_COLUMN in labels else {}
+            blank = {
+                column: "" if isinstance(labels[column], str) else math.nan
+                for column in self.setting_columns
+                if column in labels
+            }
             self.rows.append({**labels, **blank, SOURCE_COLUMN: OURS_STD, **std})
             self.std_rows.append(len(self.rows) - 1)
 
