@@ -10,7 +10,9 @@ rule adapt:
         decomposition="results/{suite}/decomposition",
         heads=head_files,
         val=lambda wildcards: expand(
-            "resources/{suite}/data/{task}/val.safetensors", suite=wildcards.suite, task=TASKS
+            "resources/{suite}/data/{task}/val.safetensors",
+            suite=wildcards.suite,
+            task=TASKS,
         ),
     output:
         directory("resources/{suite}/adapt/{method}/{point}"),
@@ -26,7 +28,9 @@ rule adapt:
     params:
         kind=SUITE_SPEC.kind,
         point=lambda wildcards: PLANS[wildcards.method].points[wildcards.point],
-        settings=lambda wildcards: config["merge"]["methods"][wildcards.method].get("adapt", {}),
+        settings=lambda wildcards: config["merge"]["methods"][wildcards.method].get(
+            "adapt", {}
+        ),
         tasks=TASKS,
         masked=SUITE_SPEC.masked_by_task(),
         dtype=config["evaluate"]["dtype"],
