@@ -1,0 +1,83 @@
+"""The statistics stage in the DAG: with regmean and fisher in the plan, one `statistics` job per task and kind, and
+each merge of a data-using method depends on every task's folder of its own kind (other merges on none); one real
+run of the vision demo's smallest config writes statistics folders that the library reads, and a second run has
+nothing to do. The smoke config with RegMean and Fisher merging added; dry runs, then one small run (~1 min)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+import yaml
+from workflow_runner import SMOKE_CONFIG, job_counts, snakemake, workdir_with
+
+from loramerge import load_adapters
+from loramerge.stats import Statistics
+
+
+def config_with_statistics() -> dict:
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    methods = config["merge"]["methods"]
+    methods["regmean"] = {
+        "grid": {"off_diagonal": [0.9, 1.0]},
+        "defaults": {"off_diagonal": 0.9},
+        "order": ["lam", "off_diagonal"],
+    }
+    methods["fisher"] = {"order": ["lam"]}
+    return config
+
+
+def dry_run_jobs(workdir: Path, *targets: str) -> dict[str, list[dict[str, list[str]]]]:
+    """Rule -> its jobs in a dry run, each as {"input": [...], "output": [...]}."""
+    result = snakemake(workdir, "--dry-run", *targets)
+    jobs: dict[str, list[dict[str, list[str]]]] = {}
+    for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", result.stdout, re.M):
+        fields = dict(re.findall(r"^    (input|output): (.*)$", body, re.M))
+        jobs.setdefault(rule, []).append({name: fields.get(name, "").split(", ") for name in ("input", "output")})
+    return jobs
+
+
+def test_statistics_jobs_are_one_per_task_and_kind_and_feed_the_data_using_merges(tmp_path):
+    config = config_with_statistics()
+    tasks = list(config["demo"]["tasks"])
+    workdir = workdir_with(tmp_path, config)
+    assert job_counts(workdir)["statistics"] == 2 * len(tasks)
+    jobs = dry_run_jobs(workdir)
+    outputs = sorted(output for job in jobs["statistics"] for output in job["output"])
+    assert outputs == sorted(f"resources/demo/stats/{kind}/{task}" for kind in ("fisher", "gram") for task in tasks)
+    merges = {job["output"][0]: set(job["input"]) for job in jobs["merge"]}
+    assert {path for path in merges if "/regmean/" in path} == {
+        "results/demo/merged/regmean/off_diagonal~0.9",
+        "results/demo/merged/regmean/off_diagonal~1",
+    }
+    for path, inputs in merges.items():
+        statistics = {item for item in inputs if item.startswith("resources/demo/stats/")}
+        kind = {"regmean": "gram", "fisher": "fisher"}.get(path.split("/")[3])
+        assert statistics == ({f"resources/demo/stats/{kind}/{task}" for task in tasks} if kind else set()), path
+
+
+def test_without_data_using_merges_nothing_collects_statistics(tmp_path):
+    counts = job_counts(workdir_with(tmp_path, yaml.safe_load(SMOKE_CONFIG.read_text())))
+    assert "statistics" not in counts and counts["merge"] > 0
+
+
+def test_a_statistics_run_writes_folders_the_library_reads(tmp_path):
+    workdir = workdir_with(tmp_path, config_with_statistics())
+    tasks = ["digits", "shapes"]  # a statistics folder is read with an adapter set: two tasks at least
+    targets = [f"resources/demo/stats/{kind}/{task}" for kind in ("gram", "fisher") for task in tasks]
+    snakemake(workdir, *targets)
+    adapters = load_adapters([workdir / "resources/demo/adapters" / task for task in tasks])
+    tokens = (16 // 8) ** 2 + 1  # the smoke tower's patches and class token
+    for kind in ("gram", "fisher"):
+        statistics = Statistics(workdir / "resources/demo/stats" / kind, adapters)
+        for task, info in enumerate(statistics.info):
+            assert info.examples == 120 and info.counted == 120 * tokens  # 120 training images, fewer than 256
+            assert info.split.startswith("train: 120 of 120 rows drawn with seed ")
+            for module in adapters.modules:
+                tensor = statistics.tensor(kind, task, module)
+                assert tensor.abs().sum() > 0
+                if kind == "gram":  # a sum of xᵀx: symmetric with a positive diagonal
+                    assert torch.allclose(tensor, tensor.T) and bool((tensor.diagonal() > 0).all())
+    again = snakemake(workdir, "--dry-run", *targets)
+    assert "Nothing to be done" in again.stdout + again.stderr
