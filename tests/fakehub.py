@@ -1,6 +1,7 @@
 """An offline stand-in for the paper suite's downloads: a Hugging Face hub cache in the hub's on-disk layout holding
-a tiny CLIP model, tiny KnOTS-style adapters (pickled, peft 0.3.0 key names) and tiny parquet image datasets, plus
-KnOTS-style permutation files behind file:// URLs, and a suite config pointing at them.
+a tiny CLIP model, tiny KnOTS-style adapters (pickled, peft 0.3.0 key names) and tiny parquet image datasets (each
+with a train split, which the statistics of the data-using merges read), plus KnOTS-style permutation files behind
+file:// URLs, and a suite config pointing at them.
 
 Layout of a cached repository (what `huggingface_hub` reads with HF_HUB_OFFLINE=1)::
 
@@ -28,6 +29,7 @@ TASKS = ("cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn
 IMAGE_SIZE = 32
 TEST_ROWS = 40  # permutation tasks: the first 8 of the permutation are validation, 32 test
 VAL_ROWS = 12  # official and release-complement validation splits
+TRAIN_ROWS = 20  # every task's train split (EuroSAT's release reconstruction and the statistics read it)
 CLASSES = 5  # per stand-in task (digits: 10), so an untrained tiny model scores above zero
 
 
@@ -180,7 +182,7 @@ def _release_complement(scratch: Path, seed: int, names: list[str], release_name
     """EuroSAT's layout: train and test in the task's repository, and the full release (train + test + the VAL_ROWS
     validation images, shuffled, labels spelled as the release spells them) in another."""
     train, test, val = (
-        _images(rows, seed + offset, len(names)) for offset, rows in enumerate((20, TEST_ROWS, VAL_ROWS))
+        _images(rows, seed + offset, len(names)) for offset, rows in enumerate((TRAIN_ROWS, TEST_ROWS, VAL_ROWS))
     )
     images, labels = train[0] + test[0] + val[0], train[1] + test[1] + val[1]
     order = np.random.default_rng(seed).permutation(len(images))
@@ -220,7 +222,10 @@ def build(root: Path, lock_path: Path) -> dict[str, Any]:
         write_repo(cache, "model", spec["adapter"], _adapter(model, index))
         repo = f"fake-org/{task}"
         if spec["split"] == "permutation":
-            files = {"data/test-00000-of-00001.parquet": _parquet(scratch, TEST_ROWS, index, names)}
+            files = {
+                "data/test-00000-of-00001.parquet": _parquet(scratch, TEST_ROWS, index, names),
+                "data/train-00000-of-00001.parquet": _parquet(scratch, TRAIN_ROWS, 30 + index, names),
+            }
             permutation = np.random.default_rng(50 + index).permutation(TEST_ROWS)
             (permutations / spec["permutation"]).write_bytes(_torch_bytes(permutation))
             spec["sizes"] = {"val": int(TEST_ROWS * vision["val_fraction"]), "test": TEST_ROWS - int(TEST_ROWS * 0.2)}
@@ -239,12 +244,14 @@ def build(root: Path, lock_path: Path) -> dict[str, Any]:
             files = {
                 "data/val-00000-of-00001.parquet": _parquet(scratch, VAL_ROWS, 10 + index, hub_names),
                 "data/test-00000-of-00001.parquet": _parquet(scratch, TEST_ROWS, 20 + index, hub_names),
+                "data/train-00000-of-00001.parquet": _parquet(scratch, TRAIN_ROWS, 30 + index, hub_names),
             }
             spec["sizes"] = {"val": VAL_ROWS, "test": TEST_ROWS}
         spec["dataset"] = {
             "repo": repo,
             "revision": "main",
-            "files": {split: [f"data/{split}-*.parquet"] for split in spec["dataset"]["files"]},
+            # every task names its train files, which the statistics of data-using merges read
+            "files": {split: [f"data/{split}-*.parquet"] for split in sorted({*spec["dataset"]["files"], "train"})},
             "image_column": "image",
             "label_column": "label",
             "label_names": spec["dataset"].get("label_names", "as_is"),

@@ -1,5 +1,6 @@
 """How a CLIP suite reads its hub datasets: EuroSAT's validation split reconstructed from the full release, label names
-checked against the class files, images decoded without EXIF rotation (all on local parquet files)."""
+checked against the class files, images decoded without EXIF rotation, the seeded training subset that statistics are
+collected on (all on local parquet files)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from fakehub import parquet_bytes
 from PIL import Image
 
 from loramerge.repro.splits import DataError
-from loramerge.repro.suites.clip.hubdata import evaluation_splits
+from loramerge.repro.stats.subset import draw_rows
+from loramerge.repro.suites.clip.hubdata import evaluation_splits, statistics_subset
 from loramerge.repro.suites.clip.images import ORIENTATION_TAG, pixel_hash, read_parquet
 
 NAMES = ["annual crop land", "forest", "river"]
@@ -166,3 +168,18 @@ def test_an_exif_orientation_tag_is_not_applied(tmp_path):
     assert torch.equal(splits["test"].images[0], unrotated[0])
     assert not torch.equal(splits["test"].images[0], turned[0])
     assert splits["test"].info["exif_oriented"] == 4
+
+
+def test_the_statistics_subset_is_a_seeded_draw_of_the_training_images(eurosat):
+    spec, files, _, (train, _, _) = eurosat
+    source = "org/eurosat (eurosat)"
+    whole = statistics_subset(files, spec["dataset"], NAMES, processor(), 256, 3, source)  # 20 < 256: all, in order
+    assert whole.labels.tolist() == train[1] and whole.info["drawn"] == whole.info["train_rows"] == 20
+    drawn = statistics_subset(files, spec["dataset"], NAMES, processor(), 7, 3, source)
+    rows = draw_rows(20, 7, 3)
+    assert torch.equal(drawn.images, whole.images[rows]) and torch.equal(drawn.labels, whole.labels[rows])
+    other = statistics_subset(files, spec["dataset"], NAMES, processor(), 7, 4, source)
+    assert not torch.equal(other.images, drawn.images)
+    without_train = {**spec["dataset"], "files": {"test": ["data/test*"]}}
+    with pytest.raises(DataError, match="names no train split"):
+        statistics_subset(files, without_train, NAMES, processor(), 7, 3, source)

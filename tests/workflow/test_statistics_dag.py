@@ -1,30 +1,37 @@
 """The statistics stage in the DAG: with regmean and fisher in the plan, one `statistics` job per task and kind, and
 each merge of a data-using method depends on every task's folder of its own kind (other merges on none); one real
 run of the vision demo's smallest config writes statistics folders that the library reads, and a second run has
-nothing to do. The smoke config with RegMean and Fisher merging added; dry runs, then one small run (~1 min)."""
+nothing to do; on the offline fake hub, the CLIP suite prepares each task's seeded training images first. The smoke
+config and the fake paper config with RegMean and Fisher merging added; dry runs, then two small runs (~2 min)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
+import fakehub
 import torch
 import yaml
-from workflow_runner import SMOKE_CONFIG, job_counts, snakemake, workdir_with
+from workflow_runner import ROOT, SMOKE_CONFIG, job_counts, snakemake, workdir_with
 
 from loramerge import load_adapters
+from loramerge.repro.splits import load_split
 from loramerge.stats import Statistics
+
+DATA_USING = {
+    "regmean": {
+        "grid": {"off_diagonal": [0.9, 1.0]},
+        "defaults": {"off_diagonal": 0.9},
+        "order": ["lam", "off_diagonal"],
+    },
+    "fisher": {"order": ["lam"]},
+}
 
 
 def config_with_statistics() -> dict:
     config = yaml.safe_load(SMOKE_CONFIG.read_text())
-    methods = config["merge"]["methods"]
-    methods["regmean"] = {
-        "grid": {"off_diagonal": [0.9, 1.0]},
-        "defaults": {"off_diagonal": 0.9},
-        "order": ["lam", "off_diagonal"],
-    }
-    methods["fisher"] = {"order": ["lam"]}
+    config["merge"]["methods"].update(DATA_USING)
     return config
 
 
@@ -81,3 +88,25 @@ def test_a_statistics_run_writes_folders_the_library_reads(tmp_path):
                     assert torch.allclose(tensor, tensor.T) and bool((tensor.diagonal() > 0).all())
     again = snakemake(workdir, "--dry-run", *targets)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_the_clip_suite_collects_statistics_on_its_seeded_training_images(tmp_path):
+    root = tmp_path / "paper"
+    config = fakehub.build(root, root / "work" / "paper.lock.json")
+    config["merge"]["methods"] = {"ta": config["merge"]["methods"]["ta"], **DATA_USING}
+    workdir = root / "work"
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    (workdir / "paper.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hub"), "HF_HOME": str(root)}
+    configfile = ("--configfile", str(workdir / "paper.yaml"))
+    tasks = len(fakehub.TASKS)
+    result = snakemake(workdir, *configfile, "--dry-run", "--quiet", "rules", env=env)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M))
+    assert (counts["statistics_data"], counts["statistics"]) == (str(tasks), str(2 * tasks))  # fisher and gram
+    snakemake(workdir, "resources/vit-b32/stats/gram/cars", *configfile, env=env)  # --configfile takes nargs
+    images, _, _ = load_split(workdir / "resources/vit-b32/data/cars/statistics.safetensors")
+    assert images.shape == (fakehub.TRAIN_ROWS, 3, fakehub.IMAGE_SIZE, fakehub.IMAGE_SIZE)  # 20 < 256: all of them
+    stats = (workdir / "resources/vit-b32/stats/gram/cars/stats.json").read_text()
+    tokens = (fakehub.IMAGE_SIZE // 8) ** 2 + 1
+    assert f'"counted": {fakehub.TRAIN_ROWS * tokens}' in stats and "statistics: 20 of 20 rows" in stats
