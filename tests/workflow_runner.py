@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from loramerge.methods.catalog import ADAPTATION, CATALOG
 from loramerge.repro.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ def shared_stage_counts(config: dict, tasks: int) -> dict[str, int]:
     """Jobs per rule of the stages every suite shares (after its input rules), for a config with `tasks` tasks and
     no joint evaluation."""
     plans = build_plan(config)
-    return {
+    counts = {
         "evaluate_finetuned": tasks,
         "decompose": 1,
         "analyze": 1,
@@ -88,13 +89,22 @@ def shared_stage_counts(config: dict, tasks: int) -> dict[str, int]:
         "search": len(plans),
         "finetuned_table": 1,
         "table3": 1,
-        "table7": 1,
         "energy_tables": 1,
         "figure1": 1,
-        "figure2": 1,
-        "figure3": 1,
         "all": 1,
     }
+    if {"cur_ties", "cur_r_ties"} <= set(plans):
+        counts["figure2"] = 1
+    for method, table, figure in (("hybrid", "table7", "figure3"), ("mix", "table8", "figure8")):
+        if method in plans:
+            counts.update({table: 1, figure: 1})
+    statistics_kinds = {CATALOG[name].statistics_kind for name in plans} - {None}
+    if statistics_kinds:
+        counts["statistics"] = tasks * len(statistics_kinds)
+    adapted = sum(len(plan.points) for name, plan in plans.items() if ADAPTATION in CATALOG[name].needs)
+    if adapted:
+        counts["adapt"] = adapted
+    return counts
 
 
 def expected_counts(config: dict) -> dict[str, int]:
