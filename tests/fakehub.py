@@ -261,6 +261,12 @@ def build(root: Path, lock_path: Path) -> dict[str, Any]:
     return _cut_down(config)
 
 
+# Two or three values per swept parameter (top-K: the default and 100), LoRA-LEGO's K among the 8 × rank-4 units;
+# the defaults of the parameters whose configured default is no value of the cut grid (DARE keeps KnOTS's 1e-5).
+_CUT_GRIDS = {"alpha": [0.0, 0.5, 1.0], "drop_p": [0.1, 0.5], "clusters": [2, 4], "off_diagonal": [0.9, 1.0]}
+_CUT_DEFAULTS = {"clusters": 2, "off_diagonal": 0.9}
+
+
 def _cut_down(config: dict[str, Any]) -> dict[str, Any]:
     config = copy.deepcopy(config)
     config["device"] = "cpu"
@@ -273,10 +279,12 @@ def _cut_down(config: dict[str, Any]) -> dict[str, Any]:
         if "seeds" in spec:
             spec["seeds"] = [0, 1]
         for param in spec.get("grid", {}):
-            if param == "alpha":
-                spec["grid"][param] = [0.0, 0.5, 1.0]
+            if param == "top_k":
+                spec["grid"][param] = [spec["defaults"][param], 100]
             else:
-                spec["grid"][param] = [spec["defaults"][param], 100] if param == "top_k" else [0.1, 0.5]
+                spec["grid"][param] = _CUT_GRIDS[param]
+            if param in _CUT_DEFAULTS:
+                spec["defaults"][param] = _CUT_DEFAULTS[param]
         joint = spec.get("joint")
         if joint:
             # the joint walk reads the per-task merges: the cut-down grid walked backwards from the per-task default
