@@ -20,6 +20,7 @@ include: "workflow/common.smk"
 include: SUITE_SPEC.input_rules
 include: "workflow/decompose.smk"
 include: "workflow/statistics.smk"
+include: "workflow/adapt.smk"
 include: "workflow/merge.smk"
 include: "workflow/evaluate.smk"
 include: "workflow/search.smk"

@@ -19,6 +19,8 @@ with job_log(snakemake.log[0], snakemake.threads) as log:
             for branch, path in zip(branches.values(), snakemake.input.branches, strict=True)
         }
         params.update(tuned_branch_params(branches, snakemake.params.branch_params, chosen))
+    if hasattr(snakemake.input, "adapted"):  # TARA: the coefficients its adaptation job learned for this point
+        params["coefficients"] = str(Path(snakemake.input.adapted) / "coefficients.safetensors")
     # the task folders of one statistics folder (resources/<suite>/stats/<kind>), for methods that read one
     statistics = Path(snakemake.input.statistics[0]).parent if snakemake.input.statistics else None
     log.info("merging %s with %s", method, params)

@@ -3,6 +3,7 @@
 from snakemake.utils import validate
 
 from loramerge.errors import LoramergeError
+from loramerge.methods.catalog import ADAPTATION
 from loramerge.repro.codehash import code_hash
 from loramerge.repro.plan import build_plan, derive_seed
 from loramerge.repro.report.paper import paper_tables
@@ -74,6 +75,11 @@ def merge_inputs(wildcards):
         f"results/{wildcards.suite}/search/{branch}.json"
         for branch in PLANS[wildcards.method].branches.values()
     ]
+    if ADAPTATION in PLANS[wildcards.method].facts.needs:
+        # the coefficients the adaptation stage learned for this very point
+        inputs["adapted"] = (
+            f"resources/{wildcards.suite}/adapt/{wildcards.method}/{wildcards.point}"
+        )
     return inputs
 
 

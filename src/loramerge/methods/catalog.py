@@ -199,7 +199,7 @@ CATALOG: Mapping[str, MethodFacts] = MappingProxyType(
                 "adapt",
                 "TARA-Merging: per-direction coefficients learned on unlabelled validation inputs; low rank (Σ r_t)",
                 "loramerge.methods.tara",
-                searched=("lam",),
+                searched=("lam", "variant"),
                 needs=frozenset({DECOMPOSITION, ADAPTATION}),
             ),
             MethodFacts(

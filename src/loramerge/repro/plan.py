@@ -145,7 +145,11 @@ _DEFAULT_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
 }
 
 
-def _check_default(key: str, param: str, value: Any) -> None:
+def _check_default(key: str, param: str, value: Any, grid_values: Sequence[Any]) -> None:
+    if isinstance(value, str):  # a categorical parameter (TARA's variant): only its grid's choices exist
+        if value not in grid_values:
+            raise ConfigError(key, f"{value!r} is not one of the swept choices {list(grid_values)}")
+        return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(key, f"{value!r} is not a number")
     if param in _DEFAULT_RANGES:
@@ -172,7 +176,7 @@ def _check_search(key: str, order: list[str], grid: dict, fixed: dict, defaults:
     for param, value in defaults.items():
         if param not in grid:
             raise ConfigError(f"{key}.defaults.{param}", f"'{param}' is not swept in {key}.grid")
-        _check_default(f"{key}.defaults.{param}", param, value)
+        _check_default(f"{key}.defaults.{param}", param, value, grid[param])
     # Every parameter after the first is held at its default while an earlier one is swept.
     for param in order[1:]:
         if param not in defaults:
