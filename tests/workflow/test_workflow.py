@@ -57,9 +57,13 @@ def test_points_per_job_spreads_a_methods_evaluation_over_jobs(tmp_path):
 
 def test_default_demo_runs_every_method_of_the_paper():
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    assert set(build_plan(config)) == {
-        "ta", "ties", "dare_ties", "knots_ties", "knots_dare_ties", "core_ties", "cur_ties", "cur_r_ties", "hybrid",
-    }  # fmt: skip
+    plans = build_plan(config)
+    assert {
+        "ta", "ties", "dare_ties", "knots_ties", "knots_dare_ties", "core_ties", "lora_lego", "cur_ties", "cur_r_ties",
+        "hybrid", "mix",
+    } <= set(plans)  # fmt: skip
+    assert plans["mix"].branches == {"first": "knots_ties", "second": "lora_lego"}  # the paper's Table 8
+    assert {"core_tsv", "core_iso"} <= set(plans)  # Core Space's other merges, beside the paper's CoreSpace-TIES
     assert len(config["demo"]["tasks"]) >= 6
 
 
