@@ -146,7 +146,7 @@ _DEFAULT_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
 
 
 def _check_default(key: str, param: str, value: Any, grid_values: Sequence[Any]) -> None:
-    if isinstance(value, str):  # a categorical parameter (TARA's variant): only its grid's choices exist
+    if grid_values and all(isinstance(choice, str) for choice in grid_values):  # categorical (TARA's variant)
         if value not in grid_values:
             raise ConfigError(key, f"{value!r} is not one of the swept choices {list(grid_values)}")
         return
