@@ -270,7 +270,8 @@ def slurm_profile(tmp_path: Path) -> Path:
 
 
 def jobs_of_run() -> list[dict[str, str]]:
-    """Every job the cluster ran for the workflow, from `scontrol show job` (kept for MinJobAge after the end)."""
+    """Every job the cluster ran for the workflow, from `scontrol show job` (kept for MinJobAge after the end: two
+    hours in the test cluster, longer than any run)."""
     output = subprocess.run(["scontrol", "--oneliner", "show", "job"], capture_output=True, text=True, check=True)
     jobs = []
     for line in output.stdout.splitlines():
