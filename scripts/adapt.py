@@ -14,10 +14,10 @@ from loramerge.repro.adapt.tara import (
     CoefficientBranches,
     adapt,
     finetuned_entropy,
-    targeted_linears,
 )
 from loramerge.repro.heads import load_head
 from loramerge.repro.jobs import job_log, pick_device
+from loramerge.repro.stats.hooks import targeted_linears
 from loramerge.repro.suites.base import suite_class
 
 params = snakemake.params

@@ -75,26 +75,6 @@ def finetuned_entropy(model: torch.nn.Module, task: AdaptTask, features: Feature
     return total / len(task.inputs)
 
 
-def targeted_linears(
-    model: torch.nn.Module, modules: Sequence[str], prefixes: Sequence[str]
-) -> dict[str, torch.nn.Linear]:
-    """Module path -> the model's nn.Linear it names, under the first of `prefixes` where it exists."""
-    found = {}
-    for path in modules:
-        for prefix in prefixes:
-            try:
-                module = model.get_submodule(f"{prefix}{path}")
-            except AttributeError:
-                continue
-            if not isinstance(module, torch.nn.Linear):
-                raise TypeError(f"{prefix}{path} is a {type(module).__name__}, not a linear layer")
-            found[path] = module
-            break
-        else:
-            raise KeyError(f"no module {path!r} in the {type(model).__name__} (prefixes tried: {list(prefixes)})")
-    return found
-
-
 def batches(inputs: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Batches of one seeded permutation of `inputs`, replayed in the same order forever."""
     order = torch.randperm(len(inputs), generator=generator)
