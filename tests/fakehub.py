@@ -263,8 +263,14 @@ def build(root: Path, lock_path: Path) -> dict[str, Any]:
 
 # Two or three values per swept parameter (top-K: the default and 100), LoRA-LEGO's K among the 8 × rank-4 units;
 # the defaults of the parameters whose configured default is no value of the cut grid (DARE keeps KnOTS's 1e-5).
-_CUT_GRIDS = {"alpha": [0.0, 0.5, 1.0], "drop_p": [0.1, 0.5], "clusters": [2, 4], "off_diagonal": [0.9, 1.0]}
-_CUT_DEFAULTS = {"clusters": 2, "off_diagonal": 0.9}
+_CUT_GRIDS = {
+    "alpha": [0.0, 0.5, 1.0],
+    "drop_p": [0.1, 0.5],
+    "clusters": [2, 4],
+    "off_diagonal": [0.9, 1.0],
+    "variant": ["b"],
+}
+_CUT_DEFAULTS = {"clusters": 2, "off_diagonal": 0.9, "variant": "b"}
 
 
 def _cut_down(config: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +281,11 @@ def _cut_down(config: dict[str, Any]) -> dict[str, Any]:
     merge = config["merge"]
     merge["lambdas"] = [0.5, 1.0]
     for spec in merge["methods"].values():
+        if spec is None:
+            continue
         spec.pop("lambdas", None)
+        if "adapt" in spec:  # TARA: two steps show the stage works; its epochs are the paper's business
+            spec["adapt"] = {"epochs": 1, "steps_per_epoch": 2}
         if "seeds" in spec:
             spec["seeds"] = [0, 1]
         for param in spec.get("grid", {}):

@@ -258,9 +258,10 @@ def _method_plan(
 
 
 def build_plan(config: Mapping[str, Any]) -> dict[str, MethodPlan]:
-    """Every method's plan, in the config's method order; raises ConfigError."""
+    """Every method's plan, in the config's method order; raises ConfigError. A method set to null is not run: a
+    suite config is merged over config/config.yaml key by key, so null is how it drops one of the demo's methods."""
     merge = config["merge"]
-    methods = merge["methods"]
+    methods = {name: spec for name, spec in merge["methods"].items() if spec is not None}
     return {name: _method_plan(name, spec, merge["lambdas"], methods) for name, spec in methods.items()}
 
 
