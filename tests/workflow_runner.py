@@ -64,6 +64,16 @@ def job_counts(workdir: Path, *args: str, snakefile: Path = ROOT / "Snakefile") 
     return {match[1]: int(match[2]) for match in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M) if match[1] != "total"}
 
 
+def dry_run_jobs(workdir: Path, *targets: str) -> dict[str, list[dict[str, list[str]]]]:
+    """Rule -> its jobs in a dry run, each as {"input": [...], "output": [...]}."""
+    result = snakemake(workdir, "--dry-run", *targets)
+    jobs: dict[str, list[dict[str, list[str]]]] = {}
+    for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", result.stdout, re.M):
+        fields = dict(re.findall(r"^    (input|output): (.*)$", body, re.M))
+        jobs.setdefault(rule, []).append({name: fields.get(name, "").split(", ") for name in ("input", "output")})
+    return jobs
+
+
 def override(tmp_path: Path, name: str, values: dict) -> str:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(values))

@@ -9,8 +9,7 @@ import json
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_statistics_dag import dry_run_jobs
-from workflow_runner import SMOKE_CONFIG, job_counts, snakemake, workdir_with
+from workflow_runner import SMOKE_CONFIG, dry_run_jobs, job_counts, snakemake, workdir_with
 
 from loramerge import load_adapter, load_adapters, merge
 

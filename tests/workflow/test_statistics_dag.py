@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import fakehub
 import torch
 import yaml
-from workflow_runner import ROOT, SMOKE_CONFIG, job_counts, snakemake, workdir_with
+from workflow_runner import ROOT, SMOKE_CONFIG, dry_run_jobs, job_counts, snakemake, workdir_with
 
 from loramerge import load_adapters
 from loramerge.repro.splits import load_split
@@ -33,16 +32,6 @@ def config_with_statistics() -> dict:
     config = yaml.safe_load(SMOKE_CONFIG.read_text())
     config["merge"]["methods"].update(DATA_USING)
     return config
-
-
-def dry_run_jobs(workdir: Path, *targets: str) -> dict[str, list[dict[str, list[str]]]]:
-    """Rule -> its jobs in a dry run, each as {"input": [...], "output": [...]}."""
-    result = snakemake(workdir, "--dry-run", *targets)
-    jobs: dict[str, list[dict[str, list[str]]]] = {}
-    for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", result.stdout, re.M):
-        fields = dict(re.findall(r"^    (input|output): (.*)$", body, re.M))
-        jobs.setdefault(rule, []).append({name: fields.get(name, "").split(", ") for name in ("input", "output")})
-    return jobs
 
 
 def test_statistics_jobs_are_one_per_task_and_kind_and_feed_the_data_using_merges(tmp_path):

@@ -3,11 +3,8 @@ search; without it, neither. The smoke config with KnOTS-TIES, LoRA-LEGO and the
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import yaml
-from workflow_runner import SMOKE_CONFIG, job_counts, snakemake, workdir_with
+from workflow_runner import SMOKE_CONFIG, dry_run_jobs, job_counts, workdir_with
 
 MIX = {
     "branches": "tuned",
@@ -28,16 +25,6 @@ def config_with_mix(mix: bool = True) -> dict:
     else:
         methods.pop("mix", None)
     return config
-
-
-def dry_run_jobs(workdir: Path, *targets: str) -> dict[str, list[dict[str, list[str]]]]:
-    """Rule -> its jobs in a dry run, each as {"input": [...], "output": [...]}."""
-    result = snakemake(workdir, "--dry-run", *targets)
-    jobs: dict[str, list[dict[str, list[str]]]] = {}
-    for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", result.stdout, re.M):
-        fields = dict(re.findall(r"^    (input|output): (.*)$", body, re.M))
-        jobs.setdefault(rule, []).append({name: fields.get(name, "").split(", ") for name in ("input", "output")})
-    return jobs
 
 
 def test_mix_in_the_plan_schedules_table8_and_its_figure(tmp_path):
