@@ -11,11 +11,10 @@ from collections.abc import Iterator
 
 import torch
 
-from loramerge.bases.decompose import core_basis
 from loramerge.methods.base import MergeContext, MergeMethod, register
 from loramerge.params import ScaleParams
-from loramerge.spectra import numerical_rank, zero_update
-from loramerge.updates import LowRankUpdate, Update
+from loramerge.spectra import core_update, numerical_rank
+from loramerge.updates import Update
 
 
 def isotropic_factors(total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,10 +31,4 @@ class CoreIso(MergeMethod):
 
     def merge(self, context: MergeContext, params: ScaleParams) -> Iterator[tuple[str, Update]]:
         for name, stack in sorted(context.adapters.stacks.items()):
-            basis = core_basis(stack)
-            total = sum(left @ right for left, right in zip(basis.left, basis.right, strict=True))
-            left, right = isotropic_factors(total)
-            if right.shape[0] == 0:
-                yield name, zero_update(stack.shape)
-                continue
-            yield name, LowRankUpdate(B=(params.lam * basis.U_B @ left).float(), A=(right @ basis.V_A.T).float())
+            yield name, core_update(stack, lambda cores: isotropic_factors(sum(cores)), params.lam)

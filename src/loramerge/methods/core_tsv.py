@@ -12,11 +12,10 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from loramerge.bases.decompose import core_basis
 from loramerge.methods.base import MergeContext, MergeMethod, register
 from loramerge.params import ScaleParams
-from loramerge.spectra import numerical_rank, polar_factor, zero_update
-from loramerge.updates import LowRankUpdate, Update
+from loramerge.spectra import core_update, numerical_rank, polar_factor
+from loramerge.updates import Update
 
 
 def task_singular_vectors(cores: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -37,6 +36,11 @@ def whitened_reconstruction(U: torch.Tensor, sigma: torch.Tensor, V: torch.Tenso
     return polar_factor(U) * sigma, polar_factor(V).T
 
 
+def tsv_core(cores: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whitened reconstruction of every task's kept triplets, as its two factors."""
+    return whitened_reconstruction(*task_singular_vectors(cores))
+
+
 @register
 class CoreTsv(MergeMethod):
     name = "core_tsv"
@@ -44,11 +48,4 @@ class CoreTsv(MergeMethod):
 
     def merge(self, context: MergeContext, params: ScaleParams) -> Iterator[tuple[str, Update]]:
         for name, stack in sorted(context.adapters.stacks.items()):
-            basis = core_basis(stack)
-            cores = [left @ right for left, right in zip(basis.left, basis.right, strict=True)]
-            U, sigma, V = task_singular_vectors(cores)
-            if sigma.numel() == 0:
-                yield name, zero_update(stack.shape)
-                continue
-            left, right = whitened_reconstruction(U, sigma, V)
-            yield name, LowRankUpdate(B=(params.lam * basis.U_B @ left).float(), A=(right @ basis.V_A.T).float())
+            yield name, core_update(stack, tsv_core, params.lam)
