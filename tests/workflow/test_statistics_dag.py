@@ -82,7 +82,9 @@ def test_a_statistics_run_writes_folders_the_library_reads(tmp_path):
 def test_the_clip_suite_collects_statistics_on_its_seeded_training_images(tmp_path):
     root = tmp_path / "paper"
     config = fakehub.build(root, root / "work" / "paper.lock.json")
-    config["merge"]["methods"] = {"ta": config["merge"]["methods"]["ta"], **DATA_USING}
+    # config/config.yaml fixes RegMean's off-diagonal scale, which this extension may not sweep as well
+    config["merge"]["methods"] = {"ta": config["merge"]["methods"]["ta"], "fisher": DATA_USING["fisher"]}
+    config["merge"]["methods"]["regmean"] = {"order": ["lam"]}
     workdir = root / "work"
     (workdir / "config").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "config" / "config.yaml", workdir / "config" / "config.yaml")
