@@ -11,7 +11,16 @@ from test_stats import write_statistics
 from loramerge import merge
 from loramerge.errors import ParameterError
 from loramerge.methods import METHODS, MergeContext, get_method, register
-from loramerge.methods.catalog import CATALOG, STATISTICS, STATISTICS_KINDS, MethodFacts, method_facts
+from loramerge.methods.catalog import (
+    ADAPTATION,
+    CATALOG,
+    DECOMPOSITION,
+    STATISTICS,
+    STATISTICS_KINDS,
+    MethodFacts,
+    data_label,
+    method_facts,
+)
 from loramerge.methods.ta import TaskArithmetic
 from loramerge.stats import KINDS, Statistics
 from loramerge.updates import LowRankUpdate
@@ -145,3 +154,17 @@ def test_statistics_kind_is_set_exactly_for_methods_that_read_statistics():
         MethodFacts("x", **common, statistics_kind="gram")
     with pytest.raises(ValueError, match="unknown statistics_kind 'hessian'; known: gram, fisher"):
         MethodFacts("x", **common, needs=frozenset({STATISTICS}), statistics_kind="hessian")
+
+
+def test_every_method_says_what_data_its_merge_reads_besides_the_adapters():
+    labels = {name: facts.data_seen for name, facts in CATALOG.items()}
+    assert set(labels) == set(METHODS)  # every registered method has a label
+    data_using = {"regmean": "train inputs", "fisher": "train inputs", "tara": "val inputs"}
+    assert {name: label for name, label in labels.items() if label != "none"} == data_using
+    assert {labels[name] for name in ("ta", "ties", "knots_ties", "core_tsv", "lora_lego", "hybrid", "mix")} == {"none"}
+
+
+def test_the_data_label_follows_the_needs_that_read_data():
+    assert data_label([]) == data_label({DECOMPOSITION}) == "none"  # the decomposition is of the adapters
+    assert data_label({STATISTICS, DECOMPOSITION}) == "train inputs"
+    assert data_label([ADAPTATION, STATISTICS]) == "train inputs + val inputs"  # in a fixed order

@@ -80,6 +80,7 @@ def test_table3_rows_columns_and_values():
     table = table3_per_task(SELECTIONS, FINETUNED)
     assert list(table.columns) == [
         "Method",
+        "Data",
         "Selection",
         "DTD",
         "MNIST",
@@ -174,8 +175,8 @@ def test_written_tables_are_byte_identical_and_read_back(tmp_path: Path):
     # no temp files left
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["table3.csv", "table3.md", "table3.tex"]
     text = first[0].decode()
-    assert text.splitlines()[0] == "Method,Selection,DTD,MNIST,Cars,Average,Val Average,Hyper-parameters"
-    assert "\r" not in text and "TA,greedy,60.0000,50.0000,40.0000,50.0000,55.5000,lam=0.3" in text
+    assert text.splitlines()[0] == "Method,Data,Selection,DTD,MNIST,Cars,Average,Val Average,Hyper-parameters"
+    assert "\r" not in text and "TA,none,greedy,60.0000,50.0000,40.0000,50.0000,55.5000,lam=0.3" in text
     back = pd.read_csv(io.StringIO(text), keep_default_na=False)
     assert back.shape == table.shape
     markdown = first[1].decode()
@@ -261,11 +262,13 @@ def test_latex_is_a_tabular_with_one_column_per_table_column(tmp_path: Path):
     table = table3_per_task(SELECTIONS, FINETUNED)
     tex = write_table(table, tmp_path / "table3")[2].read_text()
     spec, rows = parse_tabular(tex)
-    assert spec == "llrrrrrl"  # text left, numbers right
+    assert spec == "lllrrrrrl"  # text left, numbers right
     assert all(len(row) == len(table.columns) for row in rows)
-    assert rows[0] == ["Method", "Selection", "DTD", "MNIST", "Cars", "Average", "Val Average", "Hyper-parameters"]
+    assert rows[0] == [
+        "Method", "Data", "Selection", "DTD", "MNIST", "Cars", "Average", "Val Average", "Hyper-parameters",
+    ]  # fmt: skip
     assert len(rows) == 1 + len(table)
-    assert rows[2] == ["TA", "greedy", "60.00", "50.00", "40.00", "50.00", "55.50", "lam=0.3"]
+    assert rows[2] == ["TA", "none", "greedy", "60.00", "50.00", "40.00", "50.00", "55.50", "lam=0.3"]
     assert "lam=1, top\\_k=20" in tex  # _ escaped
     assert tex.count("\\begin{table}") == 1 and tex.count("\\end{table}") == 1
     assert "\\caption{" in tex and "(\\%)" in tex
@@ -318,7 +321,7 @@ def test_table3_with_the_paper_puts_paper_and_delta_under_ours():
     }
     table = table3_per_task(selections, VIT_FINETUNED, tasks=VIT_TASKS, paper="vit-b32", rules=["grid"])
     assert list(table.columns) == [
-        "Method", "Selection", "Source", *VIT_COLUMNS, "Average", "Val Average", "Hyper-parameters",
+        "Method", "Data", "Selection", "Source", *VIT_COLUMNS, "Average", "Val Average", "Hyper-parameters",
     ]  # fmt: skip
     key = list(zip(table["Method"], table["Selection"], table["Source"], strict=True))
     assert key[:3] == [("Fine-tuned", "", "ours"), ("Fine-tuned", "", "paper"), ("Fine-tuned", "", "Δ")]
@@ -416,7 +419,7 @@ def test_table5_and_table9_with_the_paper():
     }
     table5 = table5_joint(selections, paper="vit-b32", rules=["greedy"])
     assert list(table5.columns) == [
-        "Method", "Selection", "Source", "Hits@1", "Hits@3", "Hits@5", "Val Hits@3", "Hyper-parameters",
+        "Method", "Data", "Selection", "Source", "Hits@1", "Hits@3", "Hits@5", "Val Hits@3", "Hyper-parameters",
     ]  # fmt: skip
     ties = table5[table5["Method"] == "TIES"].set_index("Source")
     assert list(ties.loc["paper", ["Hits@1", "Hits@3", "Hits@5"]]) == [43.7, 65.4, 73.9]
@@ -432,7 +435,7 @@ def test_table5_and_table9_with_the_paper():
     assert "40.00 ± 0.50" in to_markdown(table5)
 
     table9 = table9_joint_per_task(selections, paper="vit-b32", rules=["grid"])
-    assert list(table9.columns) == ["Method", "Selection", "Source", "Metric", *VIT_COLUMNS, "Union"]
+    assert list(table9.columns) == ["Method", "Data", "Selection", "Source", "Metric", *VIT_COLUMNS, "Union"]
     ties3 = table9[(table9["Method"] == "TIES") & (table9["Metric"] == "Hits@3")].set_index("Source")
     paper_ties3 = [85.0, 61.4, 20.6, 63.5, 48.2, 82.7, 83.8, 53.6]
     assert list(ties3.loc["ours", VIT_COLUMNS]) == per_task[3]

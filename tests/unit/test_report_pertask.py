@@ -106,7 +106,7 @@ def test_the_packaged_table4_is_the_papers_and_names_our_methods_rows():
 def test_table4_puts_the_papers_rows_and_delta_under_ours():
     table = table4()
     assert list(table.columns) == [
-        "Method", "Selection", "Source", *NLI_COLUMNS, "Average", "Val Average", "Hyper-parameters",
+        "Method", "Data", "Selection", "Source", *NLI_COLUMNS, "Average", "Val Average", "Hyper-parameters",
     ]  # fmt: skip
     finetuned = table.iloc[:3].set_index("Source")
     assert list(table["Method"][:3]) == ["Fine-tuned"] * 3 and list(finetuned.index) == ["ours", "paper", "Δ"]
@@ -181,6 +181,6 @@ def test_table4_needs_the_nli_tasks():
 def test_without_a_paper_the_nli_table_is_table3s_plain_layout():
     table = table3_per_task(SELECTIONS, NLI_FINETUNED, tasks=NLI_TASKS, rules=["grid"])
     assert table.attrs["title"] == TITLE  # unnumbered, as the demo's
-    assert list(table.columns[:4]) == ["Method", "Selection", "Source", "SNLI"]  # Source: DARE's std rows
+    assert list(table.columns[:5]) == ["Method", "Data", "Selection", "Source", "SNLI"]  # Source: DARE's std rows
     assert set(table["Source"]) == {"ours", "ours std"}
     assert not any("paper" in note for note in table.attrs["notes"])

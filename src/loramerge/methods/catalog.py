@@ -7,7 +7,7 @@ The workflow's plan, the search, the report, the config schema check and the REA
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -17,6 +17,25 @@ TUNED_BRANCHES = "tuned_branches"  # its branches' settings come from their own 
 ADAPTATION = "adaptation"  # coefficients learned by the adaptation stage on unlabelled validation inputs
 NEEDS = (DECOMPOSITION, STATISTICS, TUNED_BRANCHES, ADAPTATION)
 STATISTICS_KINDS = ("gram", "fisher")  # the kinds of loramerge.stats, restated here so that no torch is imported
+
+# What a merge reads besides the adapters, as the report's tables label it. Only two needs read data; the others
+# (the decomposition, tuned branches) are computed from the adapters or their searches. Every method's search also
+# reads labelled validation accuracy; that is common to all, so no label carries it.
+NO_DATA = "none"
+DATA_JOINER = " + "  # between the labels of a merge that reads more than one kind of data
+NEED_DATA = MappingProxyType(
+    {
+        STATISTICS: ("train inputs", "statistics collected on each task's unlabelled training inputs"),
+        ADAPTATION: ("val inputs", "coefficients learned on the tasks' unlabelled validation inputs"),
+    }
+)
+
+
+def data_label(needs: Iterable[str]) -> str:
+    """The short label of the data a merge with `needs` reads besides the adapters: ``none``, ``train inputs``,
+    ``val inputs``, or several joined by :data:`DATA_JOINER` (in :data:`NEED_DATA`'s order)."""
+    given = set(needs)
+    return DATA_JOINER.join(label for need, (label, _) in NEED_DATA.items() if need in given) or NO_DATA
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,11 @@ class MethodFacts:
                 f"known: {', '.join(STATISTICS_KINDS)}"
             )
         object.__setattr__(self, "paper_names", MappingProxyType(dict(self.paper_names)))
+
+    @property
+    def data_seen(self) -> str:
+        """What a merge of this method alone reads besides the adapters (:func:`data_label` of its needs)."""
+        return data_label(self.needs)
 
     def needs_decomposition(self) -> bool:
         return DECOMPOSITION in self.needs

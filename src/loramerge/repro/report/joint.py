@@ -6,10 +6,18 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from loramerge.repro.report.naming import format_params, method_display_name, ordered_methods, paper_method_name
+from loramerge.repro.report.naming import (
+    data_seen,
+    format_params,
+    method_display_name,
+    ordered_methods,
+    paper_method_name,
+    paper_row_data_seen,
+)
 from loramerge.repro.report.naming import task_columns as display_columns
 from loramerge.repro.report.paper import read_paper_table
 from loramerge.repro.report.rows import (
+    DATA_COLUMN,
     DELTA,
     PARAMS_COLUMN,
     SOURCE_COLUMN,
@@ -17,6 +25,7 @@ from loramerge.repro.report.rows import (
     Row,
     Rows,
     check_paper_tasks,
+    data_note,
     number,
     paper_note,
     replicates_note,
@@ -35,11 +44,14 @@ def _joint_meta(selections: Mapping[str, JointSelection], methods: Sequence[str]
     return list(ks), select_k
 
 
-def _joint_notes(selections: Mapping[str, JointSelection], methods: Sequence[str], select_k: int) -> list[str]:
+def _joint_notes(
+    selections: Mapping[str, JointSelection], methods: Sequence[str], select_k: int, rows: Rows
+) -> list[str]:
     return [
         "Hits@k (%) on the test splits over the union of all tasks' classes; not normalized. Per task: hits / N; "
         f"{UNION_COLUMN} and the pooled Hits@k: Σ hits / Σ N over all tasks' samples. Selected on the pooled "
         f"validation Hits@{select_k}, the greedy search keeping a value only if it is strictly better (>).",
+        data_note(rows.rows),
         replicates_note(selections, methods),
     ]
 
@@ -68,9 +80,9 @@ def table5_joint(
 ) -> pd.DataFrame:
     """Table 5: pooled test Hits@k of every method's joint selection, one row per (selection rule, method).
 
-    ``selections`` maps a method to its :func:`loramerge.repro.search.select_joint` result. Columns: ``Method,
-    Selection, [Source], Hits@k…, Val Hits@<select_k>, Hyper-parameters``. The paper prints methods as columns; here
-    they are rows, as in Table 3.
+    ``selections`` maps a method to its :func:`loramerge.repro.search.select_joint` result. Columns: ``Method, Data,
+    Selection, [Source], Hits@k…, Val Hits@<select_k>, Hyper-parameters``; ``Data`` is what the method's merge read
+    besides the adapters. The paper prints methods as columns; here they are rows, as in Table 3.
     """
     methods = ordered_methods(selections, methods)
     ks, select_k = _joint_meta(selections, methods)
@@ -89,7 +101,11 @@ def table5_joint(
             if chosen.has_spread:
                 std = {f"Hits@{k}": number(chosen.test.std.pooled[k]) for k in ks}
                 std[val_column] = number(chosen.val.std.pooled[select_k])
-            labels = {"Method": method_display_name(method), "Selection": rule}
+            labels = {
+                "Method": method_display_name(method),
+                DATA_COLUMN: data_seen(method, chosen.params),
+                "Selection": rule,
+            }
             rows.ours({**labels, PARAMS_COLUMN: format_params(chosen.params)}, ours, std)
             name = paper_method_name("table5", method) if paper is not None else None
             if name in published:
@@ -98,14 +114,14 @@ def table5_joint(
                 rows.delta(labels, ours, published[name], hits_columns)
     paper_only = [name for name in published if name not in mapped]
     for name in paper_only:
-        rows.paper({"Method": name, "Selection": ""}, published[name])
+        rows.paper({"Method": name, DATA_COLUMN: paper_row_data_seen("table5", name), "Selection": ""}, published[name])
 
-    notes = _joint_notes(selections, methods, select_k)
+    notes = _joint_notes(selections, methods, select_k, rows)
     if paper is not None:
         notes.append(paper_note(paper, "table5", paper_only))
         notes.append(_unpublished_note(paper, "table5", ks, (metric for row in published.values() for metric in row)))
     return rows.frame(
-        ["Method", "Selection", SOURCE_COLUMN, *hits_columns, val_column, PARAMS_COLUMN],
+        ["Method", DATA_COLUMN, "Selection", SOURCE_COLUMN, *hits_columns, val_column, PARAMS_COLUMN],
         with_source=paper is not None or bool(rows.std_rows),
         title="Joint (union of label spaces) evaluation: pooled test Hits@k (%) at each method's joint selection",
         notes=notes,
@@ -122,7 +138,8 @@ def table9_joint_per_task(
 ) -> pd.DataFrame:
     """Table 9: per-task test Top-k and the pooled ``Union`` Hits@k of every method's joint selection.
 
-    One row per (selection rule, method, k). Columns: ``Method, Selection, [Source], Metric, <tasks…>, Union``.
+    One row per (selection rule, method, k). Columns: ``Method, Data, Selection, [Source], Metric, <tasks…>, Union``,
+    ``Data`` as in :func:`table5_joint`.
     """
     methods = ordered_methods(selections, methods)
     ks, select_k = _joint_meta(selections, methods)
@@ -149,9 +166,10 @@ def table9_joint_per_task(
         for method in methods:
             chosen = selections[method].chosen(rule)
             name = paper_method_name("table9", method) if paper is not None else None
+            data = data_seen(method, chosen.params)
             for k in ks:
                 metric = f"Hits@{k}"
-                labels = {"Method": method_display_name(method), "Selection": rule, "Metric": metric}
+                labels = {"Method": method_display_name(method), DATA_COLUMN: data, "Selection": rule, "Metric": metric}
                 ours = split_values(chosen.test, k, f"{method} ({rule}) test")
                 std = split_values(chosen.test.std, k, f"{method} std") if chosen.has_spread else None
                 rows.ours(labels, ours, std)
@@ -162,14 +180,15 @@ def table9_joint_per_task(
     paper_only = list(dict.fromkeys(name for name, _ in published if name not in mapped))
     for (name, metric), values in published.items():
         if name in paper_only:
-            rows.paper({"Method": name, "Selection": "", "Metric": metric}, values)
+            data = paper_row_data_seen("table9", name)
+            rows.paper({"Method": name, DATA_COLUMN: data, "Selection": "", "Metric": metric}, values)
 
-    notes = _joint_notes(selections, methods, select_k)
+    notes = _joint_notes(selections, methods, select_k, rows)
     if paper is not None:
         notes.append(paper_note(paper, "table9", paper_only))
         notes.append(_unpublished_note(paper, "table9", ks, (metric for _, metric in published)))
     return rows.frame(
-        ["Method", "Selection", SOURCE_COLUMN, "Metric", *values_columns],
+        ["Method", DATA_COLUMN, "Selection", SOURCE_COLUMN, "Metric", *values_columns],
         with_source=paper is not None or bool(rows.std_rows),
         title="Joint (union of label spaces) evaluation per task: test Top-k (%) per task and pooled (Union)",
         notes=notes,

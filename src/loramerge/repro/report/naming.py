@@ -1,11 +1,12 @@
-"""How the report names things: methods and their order (from the method catalogue), tasks, and settings."""
+"""How the report names things: methods and their order (from the method catalogue), the data each one reads, tasks,
+and settings."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from loramerge.methods.catalog import CATALOG, paper_method_name
+from loramerge.methods.catalog import CATALOG, data_label, paper_method_name
 from loramerge.repro.search import ParamValue
 
 # The tables' method order: the catalogue's.
@@ -32,10 +33,12 @@ TASK_DISPLAY_NAMES = {
 __all__ = [
     "METHOD_ORDER",
     "TASK_DISPLAY_NAMES",
+    "data_seen",
     "format_params",
     "method_display_name",
     "ordered_methods",
     "paper_method_name",
+    "paper_row_data_seen",
     "task_columns",
     "task_display_name",
 ]
@@ -50,6 +53,32 @@ def method_display_name(method: str) -> str:
     """``knots_ties`` → ``KnOTS-TIES``; methods outside the catalogue keep their name."""
     facts = CATALOG.get(method)
     return method if facts is None else facts.display_name
+
+
+def data_seen(method: str, params: Mapping[str, ParamValue] | None = None) -> str:
+    """The catalogue's label of the data a merge of ``method`` at ``params`` reads besides the adapters (``none``,
+    ``train inputs``, ``val inputs``); empty for a method outside the catalogue.
+
+    A two-branch method reads what its branches read: the catalogue's fixed branches, or the ones its setting names
+    (``mix``'s ``first``/``second``), so a mix with RegMean is not labelled training-free.
+    """
+    facts = CATALOG.get(method)
+    if facts is None:
+        return ""
+    setting = params or {}
+    branches = facts.branches or tuple(setting.get(prefix) for prefix in facts.branch_prefixes or ())
+    needs = set(facts.needs)
+    for branch in branches:
+        if isinstance(branch, str) and branch in CATALOG:
+            needs |= CATALOG[branch].needs
+    return data_label(needs)
+
+
+def paper_row_data_seen(table: str, row: str) -> str:
+    """:func:`data_seen` of the method the paper's ``table`` calls ``row``; empty for a row that names none of ours
+    (the paper's Ensemble, its fine-tuned row)."""
+    method = next((name for name, facts in CATALOG.items() if facts.paper_names.get(table) == row), None)
+    return "" if method is None else data_seen(method)
 
 
 def task_columns(tasks: Sequence[str]) -> list[str]:

@@ -1,6 +1,9 @@
 """Rows of a table under construction: ours, the spread over replicates, the paper's, and ``Δ = ours − paper``; the
 column names every table shares; and the notes tables print under themselves.
 
+The tables that compare methods label each row with the data its merge read besides the adapters (``Data``, from the
+method catalogue), so that training-free rows stand apart from data-using ones.
+
 With a paper, a table gets a ``Source`` column and, under each of our rows (``ours``), the paper's row (``paper``) and
 the difference (``Δ``); methods scored over replicates show the mean and, in the row after it (``ours std``), the
 sample standard deviation. Each table records its title, notes and ``std`` rows in ``df.attrs`` for the renderers.
@@ -9,11 +12,12 @@ sample standard deviation. Each table records its title, notes and ``std`` rows 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
+from loramerge.methods.catalog import DATA_JOINER, NEED_DATA, NO_DATA
 from loramerge.repro.report.naming import method_display_name
 from loramerge.repro.search import NORMALIZATION_NOTES, JointSelection, ParamValue, Selection
 
@@ -25,6 +29,7 @@ SWEEP_AVERAGE_COLUMN = "Avg"
 SWEEP_VAL_AVERAGE_COLUMN = "Val Avg"
 UNION_COLUMN = "Union"
 SOURCE_COLUMN = "Source"
+DATA_COLUMN = "Data"
 OURS, OURS_STD, PAPER, DELTA = "ours", "ours std", "paper", "Δ"
 SPREAD = "±"
 
@@ -129,6 +134,22 @@ def spread_note(methods: Sequence[str], replicates: Mapping[str, Sequence[ParamV
         f"{names}: mean {SPREAD} sample standard deviation (ddof=1) over the replicates ({spec}); "
         f"the CSV gives the standard deviation in the '{OURS_STD}' row."
     )
+
+
+def data_note(rows: Iterable[Row]) -> str:
+    """The legend of the ``Data`` column for the labels ``rows`` show, the data every selection reads, and which rows
+    have no label (no merge of a catalogued method)."""
+    rows = list(rows)  # read twice
+    parts = {part for row in rows if row[DATA_COLUMN] for part in row[DATA_COLUMN].split(DATA_JOINER)}
+    legend = [f"{NO_DATA}: training-free, the adapters alone"] if NO_DATA in parts else []
+    legend += [f"{label}: {meaning}" for label, meaning in NEED_DATA.values() if label in parts]
+    note = f"{DATA_COLUMN}: what a merge reads besides the adapters"
+    note += f" ({'; '.join(legend)})." if legend else "."
+    note += " Every method's hyper-parameters are also selected on labelled validation data."
+    unlabelled = list(dict.fromkeys(row["Method"] for row in rows if not row[DATA_COLUMN]))
+    if unlabelled:
+        note += f" No {DATA_COLUMN} for {', '.join(unlabelled)}: no merge of a catalogued method."
+    return note
 
 
 def paper_note(paper: str, table: str, paper_only: Sequence[str]) -> str:

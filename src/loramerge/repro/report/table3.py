@@ -14,11 +14,19 @@ from importlib import resources
 import pandas as pd
 
 from loramerge.repro.report import paper as paper_package
-from loramerge.repro.report.naming import format_params, method_display_name, ordered_methods, paper_method_name
+from loramerge.repro.report.naming import (
+    data_seen,
+    format_params,
+    method_display_name,
+    ordered_methods,
+    paper_method_name,
+    paper_row_data_seen,
+)
 from loramerge.repro.report.naming import task_columns as display_columns
 from loramerge.repro.report.paper import COPIED_FROM_KNOTS, FULL_FINETUNE, PAPERS, read_paper_table
 from loramerge.repro.report.rows import (
     AVERAGE_COLUMN,
+    DATA_COLUMN,
     FINETUNED_ROW,
     PARAMS_COLUMN,
     SOURCE_COLUMN,
@@ -26,6 +34,7 @@ from loramerge.repro.report.rows import (
     Row,
     Rows,
     check_paper_tasks,
+    data_note,
     mean,
     normalization_note,
     number,
@@ -99,8 +108,9 @@ def table3_per_task(
 
     ``selections`` maps a method to its :func:`loramerge.repro.search.select_method` result. The first row is the
     fine-tuned models' absolute ``base_split`` accuracy in %, as measured here. Rows follow ``rules`` then ``methods``
-    (default: the catalogue's order, then any other method by name). Columns: ``Method, Selection, [Source],
-    <tasks…>, Average, Val Average, Hyper-parameters``.
+    (default: the catalogue's order, then any other method by name). Columns: ``Method, Data, Selection, [Source],
+    <tasks…>, Average, Val Average, Hyper-parameters``; ``Data`` is what the method's merge read besides the adapters
+    (:func:`~loramerge.repro.report.naming.data_seen`), empty for the fine-tuned row.
     """
     tasks = list(tasks) if tasks is not None else sorted(finetuned)
     task_columns = display_columns(tasks)
@@ -119,7 +129,7 @@ def table3_per_task(
     rows = Rows()
     finetuned_values = [100.0 * float(finetuned[task][base_split]) for task in tasks]
     finetuned_row = {**dict(zip(task_columns, finetuned_values, strict=True)), AVERAGE_COLUMN: mean(finetuned_values)}
-    labels = {"Method": FINETUNED_ROW, "Selection": "", PARAMS_COLUMN: ""}
+    labels = {"Method": FINETUNED_ROW, DATA_COLUMN: "", "Selection": "", PARAMS_COLUMN: ""}
     rows.ours(labels, finetuned_row)
     if paper is not None:
         rows.paper(labels, published[FULL_FINETUNE])
@@ -143,7 +153,11 @@ def table3_per_task(
                     AVERAGE_COLUMN: number(chosen.test.std.mean),
                     VAL_AVERAGE_COLUMN: number(chosen.val.std.mean),
                 }
-            labels = {"Method": method_display_name(method), "Selection": rule}
+            labels = {
+                "Method": method_display_name(method),
+                DATA_COLUMN: data_seen(method, chosen.params),
+                "Selection": rule,
+            }
             rows.ours({**labels, PARAMS_COLUMN: format_params(chosen.params)}, ours, std)
             name = paper_method_name(table, method) if paper is not None else None
             if name in published:
@@ -152,11 +166,12 @@ def table3_per_task(
                 rows.delta(labels, ours, published[name], values_columns)
     paper_only = [name for name in published if name not in mapped and name != FULL_FINETUNE]
     for name in paper_only:
-        rows.paper({"Method": name, "Selection": ""}, published[name])
+        rows.paper({"Method": name, DATA_COLUMN: paper_row_data_seen(table, name), "Selection": ""}, published[name])
 
     notes = [
         normalization_note(_normalized_by(selections, methods)),
         f"The {FINETUNED_ROW} row is each adapter's {base_split} accuracy (%) measured in this run.",
+        data_note(rows.rows),
         replicates_note(selections, methods),
     ]
     if paper is not None:
@@ -164,7 +179,7 @@ def table3_per_task(
         if copied:
             notes.append(f"The paper took its rows {', '.join(copied)} from KnOTS (Stoica et al., 2025).")
     return rows.frame(
-        ["Method", "Selection", SOURCE_COLUMN, *values_columns, VAL_AVERAGE_COLUMN, PARAMS_COLUMN],
+        ["Method", DATA_COLUMN, "Selection", SOURCE_COLUMN, *values_columns, VAL_AVERAGE_COLUMN, PARAMS_COLUMN],
         with_source=paper is not None or bool(rows.std_rows),
         title=TITLE if paper is None else f"As in the paper's {_display(table)} ({paper}): {TITLE}",
         notes=notes,
