@@ -14,9 +14,13 @@ import json
 import math
 import pickle
 import re
+import re._constants as regex_opcodes
+import re._parser as regex_parser
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -33,6 +37,10 @@ _LORA_KEY = re.compile(
 )
 # LoRA-family tensors that a plain ΔW = s·B·A merge cannot represent: embedding LoRA, DoRA magnitudes, LoRA biases.
 _UNSUPPORTED_KEY = re.compile(r"lora_embedding_[AB]|lora_magnitude_vector|lora_[AB](\.[\w\-]+)?\.bias$")
+# safetensors' own limit on its JSON header; a larger length prefix is corruption, refused before anything is read.
+MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
+# The merged factors and deltas are float32: a folded factor or an update beyond this is Inf downstream.
+_FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,71 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def describe_value(value: object, limit: int = 60) -> str:
+    """A short spelling of a value read from a file, for an error message: the repr of a number, string or null cut
+    to `limit` characters, else what it is (the repr of a deeply nested list would itself recurse too deep, and that
+    of a huge integer fails)."""
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"an integer of {value.bit_length()} bits"
+    if value is None or isinstance(value, bool | int | float | str):
+        text = repr(value)
+        return text if len(text) <= limit else f"{text[: limit - 1]}…"
+    return f"a {type(value).__name__}"
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the key {describe_value(key)} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON from UTF-8 bytes, refusing what `json.loads` would read ambiguously or fail on with a raw exception: a key
+    given twice in one object (which value would count?), nesting too deep for the parser, integers too long to
+    convert. Raises ValueError saying what is wrong."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text ({error})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply to read") from None
+    except ValueError as error:  # JSONDecodeError, a duplicate key, an integer beyond Python's digit limit
+        raise ValueError(f"invalid JSON: {error}") from None
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked before any tensor is read: its 8-byte length prefix must fit
+    the file (so a corrupt prefix claiming gigabytes allocates nothing), and the header must be one JSON object
+    without duplicate keys (safetensors keeps one of two same-named tensors silently). Raises ValueError or OSError;
+    safetensors itself checks the rest (dtypes, shapes, offsets)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{size} bytes are too few for a safetensors header (an 8-byte length, then JSON)")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > size - 8:
+            raise ValueError(
+                f"the header length prefix claims {length} bytes but only {size - 8} follow it "
+                "(a truncated or corrupt file)"
+            )
+        if length > MAX_SAFETENSORS_HEADER_BYTES:
+            raise ValueError(f"the header length prefix claims {length} bytes, beyond safetensors' limit")
+        header = parse_json(handle.read(length))
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is {describe_value(header)}, not a JSON object")
+    return header
+
+
 def canonical_module_path(key: str) -> tuple[str, str] | None:
     """(module path, 'A' | 'B') for a LoRA factor key of any peft version, None for other tensors."""
     match = _LORA_KEY.match(key)
@@ -135,12 +208,54 @@ def _positive_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+def _module_pattern(pattern: str) -> str:
+    """The regular expression peft matches a rank_pattern/alpha_pattern key with (peft.utils.other.get_pattern_key):
+    the key must match a dotted suffix of the module name."""
+    return rf"(.*\.)?({pattern})$"
+
+
 def _pattern_value(patterns: Mapping[str, float], module: str, default: float) -> float:
-    # peft.utils.other.get_pattern_key: the first pattern that matches a dotted suffix of the module name.
+    # The first pattern that matches wins, as in peft.
     for pattern, value in patterns.items():
-        if re.match(rf"(.*\.)?({pattern})$", module):
+        if re.match(_module_pattern(pattern), module):
             return value
     return default
+
+
+_REPEATS = (regex_opcodes.MAX_REPEAT, regex_opcodes.MIN_REPEAT, regex_opcodes.POSSESSIVE_REPEAT)
+
+
+def _regex_parts(opcode: object, argument: Any) -> list[regex_parser.SubPattern]:
+    """The sub-expressions a parsed regular-expression item holds (none for a literal, class or anchor)."""
+    if opcode is regex_opcodes.BRANCH:
+        return argument[1]
+    if opcode is regex_opcodes.SUBPATTERN:
+        return [argument[3]]
+    if opcode in (regex_opcodes.ASSERT, regex_opcodes.ASSERT_NOT):
+        return [argument[1]]
+    if opcode is regex_opcodes.ATOMIC_GROUP:
+        return [argument]
+    if opcode is regex_opcodes.GROUPREF_EXISTS:
+        return [part for part in argument[1:] if part is not None]
+    return []
+
+
+def _repeats_ambiguously(items: regex_parser.SubPattern, inside_unbounded: bool = False) -> bool:
+    """Whether a parsed regular expression repeats without bound something that can itself match in several ways
+    (a repetition of variable count or an alternation: `(a+)+`, `(a|ab)*`, `(a?a)*`), the shape that makes a
+    backtracking matcher such as `re` take exponential time on a near miss."""
+    for opcode, argument in items:
+        if opcode in _REPEATS:
+            low, high, body = argument
+            unbounded = inside_unbounded or high == regex_opcodes.MAXREPEAT
+            if (inside_unbounded and low != high) or _repeats_ambiguously(body, unbounded):
+                return True
+        else:
+            alternation_repeated = opcode is regex_opcodes.BRANCH and inside_unbounded
+            parts = _regex_parts(opcode, argument)
+            if alternation_repeated or any(_repeats_ambiguously(part, inside_unbounded) for part in parts):
+                return True
+    return False
 
 
 def _check_patterns(config: dict, config_path: Path) -> None:
@@ -149,15 +264,26 @@ def _check_patterns(config: dict, config_path: Path) -> None:
         if not isinstance(patterns, dict):
             raise AdapterError(config_path, f"{key} must be a JSON object of pattern -> number")
         for pattern, value in patterns.items():
+            shown = describe_value(pattern)
             if not _positive_number(value) or (key == "rank_pattern" and not isinstance(value, int)):
                 kind = "a positive integer" if key == "rank_pattern" else "a positive finite number"
-                raise AdapterError(config_path, f"{key}[{pattern!r}] must be {kind}, got {value!r}")
+                raise AdapterError(config_path, f"{key}[{shown}] must be {kind}, got {describe_value(value)}")
             try:
-                re.compile(pattern)
-            except re.error as error:
+                # what _pattern_value matches: a pattern can be valid alone but not inside it (a global flag)
+                re.compile(_module_pattern(pattern))
+                ambiguous = _repeats_ambiguously(regex_parser.parse(pattern))
+            except (re.error, RecursionError, OverflowError) as error:
+                problem = error if isinstance(error, re.error) else "nested too deeply"
                 raise AdapterError(
-                    config_path, f"{key} key {pattern!r} is not a valid regular expression: {error}"
-                ) from error
+                    config_path, f"{key} key {shown} is not a valid regular expression: {problem}"
+                ) from None
+            # peft matches these patterns against every module name; an ambiguous repetition could take hours.
+            if ambiguous:
+                raise AdapterError(
+                    config_path,
+                    f"{key} key {shown} repeats a repetition or an alternation, which can take exponential time "
+                    "to match; peft patterns name modules (e.g. 'q_proj', 'layers\\.0\\..*')",
+                )
 
 
 def _read_config(path: Path) -> dict:
@@ -165,21 +291,23 @@ def _read_config(path: Path) -> dict:
     if not config_path.is_file():
         raise AdapterError(config_path, f"missing {CONFIG_FILE}: not a peft adapter folder")
     try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError) as error:
+        config = parse_json(config_path.read_bytes())
+    except OSError as error:
         raise AdapterError(config_path, f"unreadable: {error}") from error
-    except json.JSONDecodeError as error:
-        raise AdapterError(config_path, f"invalid JSON: {error}") from error
+    except ValueError as error:
+        raise AdapterError(config_path, str(error)) from None
     if not isinstance(config, dict):
-        raise AdapterError(config_path, "invalid adapter config: expected a JSON object")
-    peft_type = str(config.get("peft_type", "LORA")).upper()
-    if peft_type != "LORA":
-        raise AdapterError(config_path, f"peft_type is {config.get('peft_type')!r}; only LORA adapters can be merged")
+        raise AdapterError(config_path, f"invalid adapter config: expected a JSON object, got {describe_value(config)}")
+    peft_type = config.get("peft_type", "LORA")
+    if not (isinstance(peft_type, str) and peft_type.upper() == "LORA"):
+        raise AdapterError(config_path, f"peft_type is {describe_value(peft_type)}; only LORA adapters can be merged")
     if config.get("use_dora"):
         raise AdapterError(config_path, "use_dora is set; DoRA adapters are not plain LoRA and cannot be merged")
     for key in ("r", "lora_alpha"):
         if not _positive_number(config.get(key)):
-            raise AdapterError(config_path, f"{key} must be a positive finite number, got {config.get(key)!r}")
+            raise AdapterError(
+                config_path, f"{key} must be a positive finite number, got {describe_value(config.get(key))}"
+            )
     _check_patterns(config, config_path)
     return config
 
@@ -204,12 +332,32 @@ def _read_tensors(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     safetensors_path, pickle_path = path / SAFETENSORS_FILE, path / PICKLE_FILE
     if safetensors_path.is_file():
         try:
+            read_safetensors_header(safetensors_path)
             return safetensors_path, load_file(safetensors_path, device="cpu")
         except Exception as error:  # safetensors raises several private error types on corrupt files
             raise AdapterError(safetensors_path, f"unreadable safetensors file: {error}") from error
     if pickle_path.is_file():
         return pickle_path, read_pickled_tensors(pickle_path)
     raise AdapterError(path, f"no {SAFETENSORS_FILE} or {PICKLE_FILE} in the adapter folder")
+
+
+def _check_folded_scale(weights_file: Path, module: str, A: torch.Tensor, B: torch.Tensor, scale: float) -> None:
+    """That s·B (how every merge holds the factor) and ΔW = s·B·A stay finite in float32: finite factors and a
+    finite scale can still overflow once multiplied. |ΔW_ij| ≤ ‖s·B‖·‖A‖ (Cauchy–Schwarz), which bounds every
+    partial sum of the product too."""
+    folded = scale * B
+    if not torch.isfinite(folded).all():
+        raise AdapterError(
+            weights_file,
+            f"module {module!r}: lora_B times the LoRA scale {scale:g} (lora_alpha/r) overflows float32",
+        )
+    bound = float(torch.linalg.vector_norm(folded.double()) * torch.linalg.vector_norm(A.double()))
+    if not bound <= _FLOAT32_MAX:
+        raise AdapterError(
+            weights_file,
+            f"module {module!r}: ΔW = s·B·A can overflow float32 (‖s·B‖·‖A‖ = {bound:.3g}); "
+            "the factors or lora_alpha are corrupt",
+        )
 
 
 def load_adapter(path: str | Path) -> LoraAdapter:
@@ -250,6 +398,9 @@ def load_adapter(path: str | Path) -> LoraAdapter:
             )
         if not (A.is_floating_point() and B.is_floating_point()):
             raise AdapterError(weights_file, f"module {module!r}: LoRA factors must be floating point")
+        if 0 in A.shape or 0 in B.shape:
+            shapes = f"lora_A {tuple(A.shape)}, lora_B {tuple(B.shape)}"
+            raise AdapterError(weights_file, f"module {module!r}: LoRA factors must not be empty ({shapes})")
         if A.shape[0] != B.shape[1]:
             raise AdapterError(
                 weights_file,
@@ -265,8 +416,9 @@ def load_adapter(path: str | Path) -> LoraAdapter:
         if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
             raise AdapterError(weights_file, f"module {module!r}: NaN or Inf in the LoRA factors")
         alpha = _pattern_value(alpha_pattern, module, config["lora_alpha"])
-        scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
-        modules[module] = LoraModule(A=A.contiguous(), B=B.contiguous(), scale=float(scale))
+        scale = float(alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank)
+        _check_folded_scale(weights_file, module, A, B, scale)
+        modules[module] = LoraModule(A=A.contiguous(), B=B.contiguous(), scale=scale)
 
     sha256 = {CONFIG_FILE: sha256_file(path / CONFIG_FILE), weights_file.name: sha256_file(weights_file)}
     return LoraAdapter(path, config, modules, other, weights_file, sha256)

@@ -20,7 +20,6 @@ dtype, finite values) as it is read, so a kind that no method asks for is never 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from loramerge.adapters import AdapterSet, LoraAdapter
+from loramerge.adapters import AdapterSet, LoraAdapter, describe_value, parse_json, read_safetensors_header
 from loramerge.atomic import write_json
 from loramerge.errors import ParameterError, StatisticsError
 from loramerge.io import atomic_directory
@@ -65,17 +64,19 @@ class StatisticsInfo:
     def problems(self) -> list[str]:
         problems = []
         if not (isinstance(self.examples, int) and not isinstance(self.examples, bool) and self.examples >= 1):
-            problems.append(f"examples must be a positive integer, got {self.examples!r}")
+            problems.append(f"examples must be a positive integer, got {describe_value(self.examples)}")
         if not (isinstance(self.counted, int) and not isinstance(self.counted, bool) and self.counted >= 1):
-            problems.append(f"counted must be a positive integer, got {self.counted!r}")
-        if self.unit not in UNITS:
-            problems.append(f"unit must be one of {', '.join(UNITS)}, got {self.unit!r}")
+            problems.append(f"counted must be a positive integer, got {describe_value(self.counted)}")
+        if not (isinstance(self.unit, str) and self.unit in UNITS):
+            problems.append(f"unit must be one of {', '.join(UNITS)}, got {describe_value(self.unit)}")
         if not (isinstance(self.split, str) and self.split):
-            problems.append(f"split must be a non-empty string, got {self.split!r}")
+            problems.append(f"split must be a non-empty string, got {describe_value(self.split)}")
         if not (isinstance(self.split_sha256, str) and _SHA256.match(self.split_sha256)):
-            problems.append(f"split_sha256 must be 64 lower-case hex digits, got {self.split_sha256!r}")
+            problems.append(f"split_sha256 must be 64 lower-case hex digits, got {describe_value(self.split_sha256)}")
         if not (isinstance(self.adapter_sha256, str) and _SHA256.match(self.adapter_sha256)):
-            problems.append(f"adapter_sha256 must be 64 lower-case hex digits, got {self.adapter_sha256!r}")
+            problems.append(
+                f"adapter_sha256 must be 64 lower-case hex digits, got {describe_value(self.adapter_sha256)}"
+            )
         return problems
 
 
@@ -130,14 +131,16 @@ def _read_info(path: Path) -> StatisticsInfo:
     if not path.parent.is_dir():
         raise StatisticsError(path.parent, "no statistics for this task (the folder does not exist)")
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = parse_json(path.read_bytes())
     except FileNotFoundError:
         raise StatisticsError(path, "missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except OSError as error:
         raise StatisticsError(path, f"unreadable: {error}") from error
+    except ValueError as error:
+        raise StatisticsError(path, f"unreadable: {error}") from None
     fields = set(StatisticsInfo.__dataclass_fields__)
     if not isinstance(payload, dict) or set(payload) != fields:
-        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        found = sorted(map(describe_value, payload)) if isinstance(payload, dict) else describe_value(payload)
         raise StatisticsError(path, f"expected a JSON object with keys {sorted(fields)}, got {found}")
     info = StatisticsInfo(**payload)
     problems = info.problems()
@@ -220,6 +223,7 @@ class Statistics:
             if not path.is_file():
                 raise StatisticsError(path, f"missing: no {kind} statistics for this task")
             try:
+                read_safetensors_header(path)
                 handle = safe_open(path, framework="pt", device="cpu")
                 self._files[key] = handle, frozenset(handle.keys())
             except Exception as error:  # safetensors raises its own error types on corrupt or truncated files
