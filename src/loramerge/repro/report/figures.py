@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from loramerge.atomic import write_atomically
+from loramerge.atomic import write_files_atomically
 from loramerge.repro.report.naming import method_display_name, task_display_name
 from loramerge.repro.report.rows import OURS, PAPER, SOURCE_COLUMN, SWEEP_AVERAGE_COLUMN, SWEEP_VAL_AVERAGE_COLUMN
 from loramerge.repro.search import Selection
@@ -48,16 +48,16 @@ _LAYER_PATTERN = re.compile(r"(?:^|\.)layers\.(\d+)(?:\.|$)")
 
 
 def save_figure(figure: Figure, stem: str | Path) -> tuple[Path, Path]:
-    """Write ``<stem>.png`` (dpi 150) and ``<stem>.pdf`` atomically; returns both paths."""
+    """Write ``<stem>.png`` (dpi 150) and ``<stem>.pdf`` atomically, both or neither; returns both paths."""
     stem = Path(stem)
     FigureCanvasAgg(figure)
-    png = write_atomically(
-        stem.with_name(stem.name + ".png"),
-        lambda temp: figure.savefig(temp, format="png", dpi=PNG_DPI, metadata=PNG_METADATA),
-    )
-    pdf = write_atomically(
-        stem.with_name(stem.name + ".pdf"),
-        lambda temp: figure.savefig(temp, format="pdf", metadata=PDF_METADATA),
+    png, pdf = write_files_atomically(
+        {
+            stem.with_name(stem.name + ".png"): lambda temp: figure.savefig(
+                temp, format="png", dpi=PNG_DPI, metadata=PNG_METADATA
+            ),
+            stem.with_name(stem.name + ".pdf"): lambda temp: figure.savefig(temp, format="pdf", metadata=PDF_METADATA),
+        }
     )
     return png, pdf
 

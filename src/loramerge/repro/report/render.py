@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from loramerge.atomic import write_text
+from loramerge.atomic import write_texts
 from loramerge.repro.report.rows import SPREAD
 
 CSV_FLOAT_FORMAT = "%.4f"
@@ -120,9 +120,12 @@ def to_csv(table: pd.DataFrame, float_format: str = CSV_FLOAT_FORMAT) -> str:
 def write_table(
     table: pd.DataFrame, stem: str | Path, *, float_format: str = CSV_FLOAT_FORMAT
 ) -> tuple[Path, Path, Path]:
-    """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex`` atomically; returns the three paths."""
+    """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex`` atomically, all three or none; returns the three paths."""
     stem = Path(stem)
-    csv_path = write_text(stem.with_name(stem.name + ".csv"), to_csv(table, float_format))
-    markdown_path = write_text(stem.with_name(stem.name + ".md"), to_markdown(table))
-    latex_path = write_text(stem.with_name(stem.name + ".tex"), to_latex(table))
+    texts = {
+        stem.with_name(stem.name + ".csv"): to_csv(table, float_format),
+        stem.with_name(stem.name + ".md"): to_markdown(table),
+        stem.with_name(stem.name + ".tex"): to_latex(table),
+    }
+    csv_path, markdown_path, latex_path = write_texts(texts)
     return csv_path, markdown_path, latex_path
