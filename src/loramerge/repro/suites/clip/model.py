@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from loramerge.errors import SubjectError
 from loramerge.io import atomic_directory
+from loramerge.repro.suites.batches import run_in_batches
 
 # A CLIP-shaped model small enough to pretrain in seconds on two CPU cores.
 DEFAULT_BACKBONE_CONFIG: dict[str, int] = {
@@ -98,15 +98,18 @@ def encode(
     fp16: bool = True,
 ) -> torch.Tensor:
     """L2-normalized `image_embeds` (N × projection_dim, float32, CPU) of uint8 images; fp16 autocast on CUDA unless
-    `fp16` is off (KnOTS evaluates per task under autocast, jointly in fp32)."""
+    `fp16` is off (KnOTS evaluates per task under autocast, jointly in fp32). Batches that run out of GPU memory are
+    retried smaller (`loramerge.repro.suites.batches`)."""
     device = torch.device(device) if device is not None else _device_of(model)
     if _device_of(model) != device:
         model.to(device)
     chunks = []
+
+    def encode_batch(start: int, stop: int) -> None:
+        chunks.append(image_features(model, preprocess(images[start:stop].to(device))).cpu())
+
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=fp16 and device.type == "cuda"):
-        for start in tqdm(range(0, len(images), batch_size), desc="encode", disable=not progress, leave=False):
-            batch = preprocess(images[start : start + batch_size].to(device))
-            chunks.append(image_features(model, batch).cpu())
+        run_in_batches(len(images), batch_size, encode_batch, device, progress)
     if not chunks:
         return torch.zeros(0, model.config.projection_dim)
     return torch.cat(chunks)

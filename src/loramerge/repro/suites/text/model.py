@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from loramerge.errors import SubjectError
 from loramerge.repro.splits import PAD_ID, sequence_lengths
+from loramerge.repro.suites.batches import run_in_batches
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -73,7 +73,8 @@ def encode(
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Last-token features (N × hidden, float32, CPU) of PAD_ID-padded int32 token ids, in the input order."""
+    """Last-token features (N × hidden, float32, CPU) of PAD_ID-padded int32 token ids, in the input order. Batches
+    that run out of GPU memory are retried smaller (`loramerge.repro.suites.batches`)."""
     if tokens.dtype != torch.int32 or tokens.ndim != 2:
         raise TextModelError("inputs", f"expected int32 N × L token ids, got {tokens.dtype} {tuple(tokens.shape)}")
     parameter = next(model.parameters())
@@ -83,9 +84,12 @@ def encode(
     features = torch.zeros(len(tokens), model.config.hidden_size)
     lengths = sequence_lengths(tokens)
     order = torch.argsort(lengths, descending=True, stable=True)
+
+    def encode_batch(start: int, stop: int) -> None:
+        rows = order[start:stop]
+        batch = tokens[rows, : int(lengths[rows].max())].to(device)
+        features[rows] = last_token_states(model, batch).float().cpu()
+
     with torch.inference_mode():
-        for start in tqdm(range(0, len(tokens), batch_size), desc="encode", disable=not progress, leave=False):
-            rows = order[start : start + batch_size]
-            batch = tokens[rows, : int(lengths[rows].max())].to(device)
-            features[rows] = last_token_states(model, batch).float().cpu()
+        run_in_batches(len(tokens), batch_size, encode_batch, device, progress)
     return features
