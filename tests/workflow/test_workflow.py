@@ -108,17 +108,6 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, case):
 # --- a real run of the reduced demo ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory) -> tuple[Path, Path]:
-    """Two clean runs of the reduced demo in two working directories."""
-    runs = []
-    for name in ("first", "second"):
-        workdir = workdir_with(tmp_path_factory.mktemp(name), SMOKE_CONFIG)
-        snakemake(workdir)
-        runs.append(workdir)
-    return runs[0], runs[1]
-
-
 def test_smoke_run_writes_every_table_and_figure(smoke_runs):
     results = smoke_runs[0] / "results" / "demo"
     for table in TABLES:
@@ -157,7 +146,7 @@ def test_report_html_is_built(smoke_runs):
     assert report.stat().st_size > 10_000 and "fig3_alpha.png" in text
 
 
-def test_two_clean_runs_give_byte_identical_tables(smoke_runs):
+def test_runs_on_two_cores_and_on_one_give_byte_identical_tables(smoke_runs):
     first, second = (run / "results" / "demo" for run in smoke_runs)
     csvs = sorted(path.relative_to(first) for path in first.rglob("*.csv"))
     assert len(csvs) >= len(TABLES) + 2
