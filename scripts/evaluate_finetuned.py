@@ -1,7 +1,7 @@
 from loramerge.apply import load_update
 from loramerge.atomic import write_json
 from loramerge.repro.heads import load_head
-from loramerge.repro.jobs import job_log, pick_device
+from loramerge.repro.jobs import job_log, pick_device, reading_inputs
 from loramerge.repro.suites.base import suite_class
 from loramerge.repro.suites.evaluation import EvalTask, evaluate
 
@@ -10,13 +10,16 @@ with job_log(snakemake.log[0], params.threads) as log:
     suite = suite_class(params.kind)
     device = pick_device(params.device, log)
     task, adapter = snakemake.wildcards.task, snakemake.input.adapter
-    head, _ = load_head(snakemake.input.head)
     masked = tuple(params.masked)
-    tasks = [
-        EvalTask(task, split, *suite.load_inputs(snakemake.input[split])[:2], head, masked) for split in ("val", "test")
-    ]
-    model = suite.load_backbone(snakemake.input.backbone, device, params.dtype)
-    records = evaluate(suite, model, tasks, [1.0], load_update(adapter), params.batch_size, device, progress=True)
+    with reading_inputs(params.made_by):
+        head, _ = load_head(snakemake.input.head)
+        tasks = [
+            EvalTask(task, split, *suite.load_inputs(snakemake.input[split])[:2], head, masked)
+            for split in ("val", "test")
+        ]
+        model = suite.load_backbone(snakemake.input.backbone, device, params.dtype)
+        update = load_update(adapter)
+    records = evaluate(suite, model, tasks, [1.0], update, params.batch_size, device, progress=True)
     for record in records:
         log.info("%s %s: %.4f", task, record["split"], record["accuracy"])
     finetuned = [{key: value for key, value in record.items() if key != "lam"} for record in records]

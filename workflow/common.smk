@@ -46,6 +46,21 @@ wildcard_constraints:
     part=r"part\d+",
 
 
+def producing_rule(path):
+    """The name of the rule whose output pattern `path` matches (None for a file no rule makes)."""
+    for rule in workflow.rules:
+        if any(pattern.match(path) for pattern in rule.output):
+            return rule.name
+    return None
+
+
+def made_by(wildcards, input):
+    """Input path -> the rule that made it, sorted: a job that cannot read an input names that rule and says which
+    file to delete for it to run again (loramerge.repro.jobs.reading_inputs)."""
+    producers = {path: producing_rule(path) for path in sorted(set(input))}
+    return {path: rule for path, rule in producers.items() if rule is not None}
+
+
 def adapter_dirs(wildcards):
     return expand(
         "resources/{suite}/adapters/{task}", suite=wildcards.suite, task=TASKS

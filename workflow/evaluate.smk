@@ -30,6 +30,7 @@ rule evaluate_finetuned:
         batch_size=config["evaluate"]["batch_size"],
         threads=config["evaluate"]["threads"],
         device=config["device"],
+        made_by=made_by,
         code=script_code("evaluate_finetuned.py"),
     script:
         "../scripts/evaluate_finetuned.py"
@@ -63,6 +64,7 @@ rule evaluate_merged:
         batch_size=config["evaluate"]["batch_size"],
         threads=config["evaluate"]["threads"],
         device=config["device"],
+        made_by=made_by,
         code=script_code("evaluate_merged.py"),
     script:
         "../scripts/evaluate_merged.py"
@@ -113,6 +115,7 @@ rule evaluate_joint:
         batch_size=config["evaluate"]["batch_size"],
         threads=config["evaluate"]["threads"],
         device=config["device"],
+        made_by=made_by,
         code=script_code("evaluate_joint.py"),
     script:
         "../scripts/evaluate_joint.py"

@@ -30,6 +30,7 @@ rule merge:
             PLANS[wildcards.method].facts.branch_params
         ),
         branch_selection=config["search"]["selection"],
+        made_by=made_by,
         code=script_code("merge.py"),
     script:
         "../scripts/merge.py"

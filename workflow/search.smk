@@ -29,6 +29,7 @@ rule search:
         tasks=TASKS,
         normalize_by=NORMALIZE_BY,
         published=PUBLISHED_BASE,
+        made_by=made_by,
         code=script_code("search.py"),
     script:
         "../scripts/search.py"

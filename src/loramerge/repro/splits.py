@@ -5,6 +5,7 @@ and the class names as JSON in the metadata. Heads use the same metadata convent
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def read_labelled_tensors(
     except DataError:
         raise
     except Exception as error:  # safetensors raises several private error types on corrupt files
-        raise DataError(path, f"unreadable safetensors file: {error}") from error
+        raise DataError(path, f"unreadable safetensors file: {_truncation(path) or error}") from error
     try:
         class_names = json.loads(header[CLASS_NAMES_KEY])
     except KeyError:
@@ -89,6 +90,27 @@ def read_labelled_tensors(
     if not isinstance(class_names, list) or not all(isinstance(name, str) for name in class_names):
         raise DataError(path, f"{CLASS_NAMES_KEY!r} metadata must be a JSON list of strings")
     return tensors, class_names
+
+
+def _truncation(path: Path) -> str | None:
+    """What is missing when a safetensors file is shorter than its own header says (a write or copy cut short), so
+    that the error says "truncated" rather than safetensors' parse error; None when its length is not the problem."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        length_field = handle.read(8)
+        if len(length_field) < 8:
+            return f"truncated: {size} bytes, shorter than the 8-byte header length of a safetensors file"
+        header_end = 8 + struct.unpack("<Q", length_field)[0]
+        if header_end > size:
+            return f"truncated: {size} bytes, but its header alone takes {header_end}"
+        try:
+            header = json.loads(handle.read(header_end - 8))
+            data_end = header_end + max(
+                (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0
+            )
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return None  # not a length problem: safetensors' own error says what is wrong
+    return f"truncated: {size} bytes, but its header says {data_end}" if data_end > size else None
 
 
 def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -39,12 +39,43 @@ def record_accuracy(record: Mapping[str, Any], source: str) -> float:
     raise SelectionError(f"{source}: record {dict(record)} has neither correct/total nor accuracy")
 
 
-def _read_json(path: PathLike) -> dict[str, Any]:
+def _ends_inside_document(text: str) -> bool:
+    """Whether `text` stops inside a string or an unclosed object or array, as a JSON file cut short does."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped, in_string = char == "\\", char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return in_string or depth > 0
+
+
+def read_json_file(path: PathLike) -> Any:
+    """The JSON document of a workflow file; a file cut off before its document ends (a half-written or truncated
+    copy) is named as such, any other problem with the error's own words."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
         raise SelectionError(f"{path}: cannot read JSON ({error})") from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        if not text.strip() or _ends_inside_document(text):
+            raise SelectionError(
+                f"{path}: incomplete JSON: the file ends (at {len(text.encode('utf-8'))} bytes) before its document "
+                "does; a half-written or truncated file"
+            ) from error
+        raise SelectionError(f"{path}: cannot read JSON ({error})") from error
+
+
+def _read_json(path: PathLike) -> dict[str, Any]:
+    data = read_json_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         raise SelectionError(f"{path}: expected an object with a 'records' list")
     return data

@@ -10,14 +10,13 @@ check its shape, with errors that name the file and the key.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from loramerge.repro.search.chosen import AccuracySplit, Chosen, HitsSplit, Step
-from loramerge.repro.search.records import JsonReader, ParamValue, PathLike, SelectionError
+from loramerge.repro.search.records import JsonReader, ParamValue, PathLike, read_json_file
 
 RULES = ("greedy", "grid")  # the two selection rules, in the order the tables show them
 
@@ -138,11 +137,7 @@ def _common_fields(
 
 def read_selection(path: PathLike) -> Selection | JointSelection:
     """A search result file: a :class:`JointSelection` if it has ``select_k``, else a :class:`Selection`."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise SelectionError(f"{path}: cannot read JSON ({error})") from error
+    data = read_json_file(path)
     if isinstance(data, dict) and "select_k" in data:
         return JointSelection.from_json(data, str(path))
     return Selection.from_json(data, str(path))
