@@ -48,17 +48,17 @@ wildcard_constraints:
 
 def producing_rule(path):
     """The name of the rule whose output pattern `path` matches (None for a file no rule makes)."""
-    for rule in workflow.rules:
-        if any(pattern.match(path) for pattern in rule.output):
-            return rule.name
+    for candidate in workflow.rules:
+        if any(pattern.match(path) for pattern in candidate.output):
+            return candidate.name
     return None
 
 
 def made_by(wildcards, input):
-    """Input path -> the rule that made it, sorted: a job that cannot read an input names that rule and says which
-    file to delete for it to run again (loramerge.repro.jobs.reading_inputs)."""
+    """Input path -> the name of the rule that made it (sorted), so that a job that cannot read an input names
+    that rule and says what to delete for it to run again (loramerge.repro.jobs.reading_inputs)."""
     producers = {path: producing_rule(path) for path in sorted(set(input))}
-    return {path: rule for path, rule in producers.items() if rule is not None}
+    return {path: name for path, name in producers.items() if name is not None}
 
 
 def adapter_dirs(wildcards):
