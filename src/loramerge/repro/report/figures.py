@@ -51,12 +51,11 @@ def save_figure(figure: Figure, stem: str | Path) -> tuple[Path, Path]:
     """Write ``<stem>.png`` (dpi 150) and ``<stem>.pdf`` atomically, both or neither; returns both paths."""
     stem = Path(stem)
     FigureCanvasAgg(figure)
-    png, pdf = write_files_atomically(
+    png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    write_files_atomically(
         {
-            stem.with_name(stem.name + ".png"): lambda temp: figure.savefig(
-                temp, format="png", dpi=PNG_DPI, metadata=PNG_METADATA
-            ),
-            stem.with_name(stem.name + ".pdf"): lambda temp: figure.savefig(temp, format="pdf", metadata=PDF_METADATA),
+            png: lambda temp: figure.savefig(temp, format="png", dpi=PNG_DPI, metadata=PNG_METADATA),
+            pdf: lambda temp: figure.savefig(temp, format="pdf", metadata=PDF_METADATA),
         }
     )
     return png, pdf
