@@ -1,4 +1,5 @@
-"""Random peft-format adapters written to disk, the way every test builds its inputs (no network)."""
+"""Random peft-format adapters written to disk, the way every test builds its inputs (no network); and the reduced
+demo's two clean runs, made once per session for the workflow tests that read, copy or compare against them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from workflow_runner import SMOKE_CONFIG, snakemake, workdir_with
 
 from loramerge.adapters import AdapterSet, load_adapters
 
@@ -98,3 +100,15 @@ def mixed_adapters(tmp_path: Path) -> AdapterSet:
             shapes.pop("encoder.layers.1.self_attn.v_proj")
         dirs.append(write_adapter(tmp_path / f"task{task}", random_factors(generator, shapes, rank)))
     return load_adapters(dirs)
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two clean runs of the reduced demo in two working directories, the first on two cores, the second on one
+    (jobs then run in another order, and alone)."""
+    runs = []
+    for name, cores in (("first", "2"), ("second", "1")):
+        workdir = workdir_with(tmp_path_factory.mktemp(name), SMOKE_CONFIG)
+        snakemake(workdir, "--cores", cores)
+        runs.append(workdir)
+    return runs[0], runs[1]
