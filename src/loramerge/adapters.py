@@ -40,7 +40,7 @@ _UNSUPPORTED_KEY = re.compile(r"lora_embedding_[AB]|lora_magnitude_vector|lora_[
 # safetensors' own limit on its JSON header; a larger length prefix is corruption, refused before anything is read.
 MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
 # The merged factors and deltas are float32: a folded factor or an update beyond this is Inf downstream.
-_FLOAT32_MAX = torch.finfo(torch.float32).max
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 @dataclass(frozen=True)
@@ -341,22 +341,27 @@ def _read_tensors(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     raise AdapterError(path, f"no {SAFETENSORS_FILE} or {PICKLE_FILE} in the adapter folder")
 
 
+def fits_float32(A: torch.Tensor, B: torch.Tensor) -> bool:
+    """Whether ΔW = B·A is finite in float32 whatever the order of summation: ‖B‖·‖A‖ (Frobenius, in float64) bounds
+    |ΔW_ij| and every partial sum of it (Cauchy–Schwarz). A and B must be finite."""
+    bound = torch.linalg.vector_norm(B.double()) * torch.linalg.vector_norm(A.double())
+    return bool(bound <= FLOAT32_MAX)
+
+
 def _check_folded_scale(weights_file: Path, module: str, A: torch.Tensor, B: torch.Tensor, scale: float) -> None:
     """That s·B (how every merge holds the factor) and ΔW = s·B·A stay finite in float32: finite factors and a
-    finite scale can still overflow once multiplied. |ΔW_ij| ≤ ‖s·B‖·‖A‖ (Cauchy–Schwarz), which bounds every
-    partial sum of the product too."""
+    finite scale can still overflow once multiplied."""
     folded = scale * B
     if not torch.isfinite(folded).all():
         raise AdapterError(
             weights_file,
             f"module {module!r}: lora_B times the LoRA scale {scale:g} (lora_alpha/r) overflows float32",
         )
-    bound = float(torch.linalg.vector_norm(folded.double()) * torch.linalg.vector_norm(A.double()))
-    if not bound <= _FLOAT32_MAX:
+    if not fits_float32(A, folded):
         raise AdapterError(
             weights_file,
-            f"module {module!r}: ΔW = s·B·A can overflow float32 (‖s·B‖·‖A‖ = {bound:.3g}); "
-            "the factors or lora_alpha are corrupt",
+            f"module {module!r}: ΔW = s·B·A can overflow float32 (its entries are bounded only by ‖s·B‖·‖A‖ > "
+            f"{FLOAT32_MAX:.3g}); the factors or lora_alpha are corrupt",
         )
 
 

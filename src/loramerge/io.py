@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from loramerge.adapters import CONFIG_FILE, SAFETENSORS_FILE
+from loramerge.adapters import CONFIG_FILE, SAFETENSORS_FILE, fits_float32
 from loramerge.atomic import write_json
-from loramerge.errors import LoramergeError
+from loramerge.errors import LoramergeError, SubjectError
 from loramerge.updates import LowRankUpdate, Update
 
 DELTA_FILE = "delta.safetensors"
@@ -78,14 +78,33 @@ def write_safetensors_stream(
 def write_delta(
     folder: Path, shapes: Mapping[str, tuple[int, int]], updates: Iterable[tuple[str, Update]], metadata: dict
 ) -> None:
-    """`delta.safetensors`: one dense float32 ΔW (O × I) per module, keyed `<module path>.weight`."""
+    """`delta.safetensors`: one dense float32 ΔW (O × I) per module, keyed `<module path>.weight`; a ΔW that
+    overflowed float32 stops the write."""
     layout = [(f"{name}.weight", shape) for name, shape in sorted(shapes.items())]
-    dense = ((f"{name}.weight", update.dense()) for name, update in updates)
+    dense = ((f"{name}.weight", _finite(name, update.dense())) for name, update in updates)
     write_safetensors_stream(folder / DELTA_FILE, layout, dense, {k: str(v) for k, v in metadata.items()})
 
 
+def _overflowed(module: str) -> SubjectError:
+    return SubjectError(
+        f"merged module {module}",
+        "the merged update overflows float32 (Inf or NaN); the adapters' updates are too large to merge",
+    )
+
+
+def _finite(module: str, dense: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(dense).all():
+        raise _overflowed(module)
+    return dense
+
+
 def write_peft_adapter(folder: Path, updates: Mapping[str, LowRankUpdate], source_config: Mapping[str, Any]) -> None:
-    """A peft LoRA adapter with ΔW = B·A per module: lora_alpha = r per module, so the scale is 1."""
+    """A peft LoRA adapter with ΔW = B·A per module: lora_alpha = r per module, so the scale is 1. Factors whose
+    product can overflow float32 are refused, as reading the adapter back would refuse them."""
+    for name, update in updates.items():
+        A, B = update.A.float(), update.B.float()
+        if not (torch.isfinite(A).all() and torch.isfinite(B).all() and fits_float32(A, B)):
+            raise _overflowed(name)
     ranks = {name: update.rank for name, update in sorted(updates.items()) if update.rank > 0}
     if not ranks:
         raise LoramergeError(f"{folder}: the merged update is zero in every module; there is no adapter to write")
