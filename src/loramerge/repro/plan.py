@@ -257,9 +257,31 @@ def _method_plan(
     return MethodPlan(name, points, scales, search, joint_search, seeds, branches)
 
 
+def _non_finite_number(config: Mapping[str, Any]) -> str | None:
+    """The dotted key of the first number in `config` that is NaN or infinite, or None. The schema cannot refuse
+    them: YAML spells them .nan and .inf, and every range check compares false with NaN. Walked without recursion,
+    as a config may nest deeply."""
+    pending: list[tuple[str, Any]] = [("", config)]
+    while pending:
+        key, value = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return key
+        if isinstance(value, Mapping):
+            children = [(f"{key}.{name}" if key else str(name), child) for name, child in value.items()]
+        elif isinstance(value, list | tuple):
+            children = [(f"{key}[{index}]", child) for index, child in enumerate(value)]
+        else:
+            continue
+        pending.extend(reversed(children))  # popped in the config's order
+    return None
+
+
 def build_plan(config: Mapping[str, Any]) -> dict[str, MethodPlan]:
     """Every method's plan, in the config's method order; raises ConfigError. A method set to null is not run: a
     suite config is merged over config/config.yaml key by key, so null is how it drops one of the demo's methods."""
+    non_finite = _non_finite_number(config)
+    if non_finite is not None:
+        raise ConfigError(non_finite, "must be a finite number, not NaN or infinity")
     merge = config["merge"]
     methods = {name: spec for name, spec in merge["methods"].items() if spec is not None}
     return {name: _method_plan(name, spec, merge["lambdas"], methods) for name, spec in methods.items()}
