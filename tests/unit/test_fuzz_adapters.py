@@ -283,6 +283,30 @@ def test_factors_that_overflow_once_scaled_are_refused(
             assert not (root / "merged").exists()
 
 
+def test_a_pattern_that_backtracks_exponentially_is_refused_before_matching(tmp_path):
+    """(a+)+ against a 40-letter near miss would take about 2⁴⁰ steps in `re`."""
+    factors = {"a" * 40 + "!": _factors()["layers.0.q_proj"]}
+    folder = write_adapter(tmp_path / "adapter", factors, {"rank_pattern": {"(a+)+": RANK}})
+    with pytest.raises(AdapterError, match=r"rank_pattern key '\(a\+\)\+' repeats a repetition") as caught:
+        load_adapter(folder)
+    assert str(folder / CONFIG_FILE) in str(caught.value)
+
+
+def test_a_merge_whose_sum_overflows_float32_writes_nothing(tmp_path):
+    """Each adapter's ΔW (one entry of 1.69e38) is finite, their task-arithmetic sum over three is not."""
+    A, B = torch.zeros(RANK, 5), torch.zeros(6, RANK)
+    A[0, 0] = B[0, 0] = 1.3e19
+    folders = [str(write_adapter(tmp_path / name, {"layers.0.q_proj": (A, B)}, {"lora_alpha": RANK})) for name in "abc"]
+    for output_format in ("peft", "delta"):
+        out = tmp_path / "merged" / output_format
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            command = ["merge", "--method", "ta", "--adapters", *folders, "--out", str(out), "--format", output_format]
+            assert main(command) == 2
+        assert "merged module layers.0.q_proj: the merged update overflows float32" in stderr.getvalue()
+        assert not (tmp_path / "merged").exists()
+
+
 # ------------------------------------------------------------------------------------------ the command line
 
 

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from fuzzing import fuzz_settings, nested, python_recursion_limit
 from hypothesis import given
@@ -142,6 +143,21 @@ def _validate_and_plan(config: dict[str, Any]) -> dict[str, Any]:
 def test_the_configs_themselves_pass() -> None:
     for config in CONFIGS.values():
         assert _validate_and_plan(copy.deepcopy(config))
+
+
+def test_a_nan_or_infinity_stops_naming_its_key() -> None:
+    for value in (math.nan, math.inf):
+        config = copy.deepcopy(CONFIGS["config.yaml"])
+        config["merge"]["lambdas"][1] = value
+        with pytest.raises(ConfigError, match=r"config key 'merge\.lambdas\[1\]': must be a finite number"):
+            _validate_and_plan(config)
+
+
+def test_deeply_nested_items_of_a_unique_array_are_a_schema_error() -> None:
+    config = copy.deepcopy(CONFIGS["config.yaml"])
+    config["merge"]["lambdas"] = [nested(DEPTH), nested(DEPTH)]
+    with pytest.raises(WorkflowError, match="Error validating config file"), python_recursion_limit():
+        _validate_and_plan(config)
 
 
 @fuzz_settings(CONFIG_CASES)
