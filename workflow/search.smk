@@ -48,6 +48,7 @@ rule search_joint:
         spec=lambda wildcards: PLANS[wildcards.method].search_spec(joint=True),
         joint=JOINT,
         tasks=TASKS,
+        made_by=made_by,
         code=script_code("search_joint.py"),
     script:
         "../scripts/search_joint.py"

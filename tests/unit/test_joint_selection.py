@@ -301,6 +301,7 @@ def test_joint_scripts_from_evaluation_files_to_tables_5_and_9(tmp_path: Path, k
             spec=spec,
             joint={"ks": ks, "select_k": 3},
             tasks=VIT_TASKS,
+            made_by={str(folder): "evaluate_joint"},
         )
     ties = json.loads(searches[0].read_text())
     assert ties["greedy"]["params"] == ties["grid"]["params"] == {"lam": 1.0, "top_k": 30}
