@@ -1,0 +1,95 @@
+"""How much a run's numbers move when only the machine's arithmetic changes: the workflow run twice from empty
+working directories, the second with one setting changed that alters float rounding but not the experiment (by
+default the demo's pre-training thread count), and the two runs' per-task tables compared cell by cell.
+
+    python benchmarks/run_variation.py --quick                                # the reduced demo (tests/smoke)
+    python benchmarks/run_variation.py                                        # the default demo
+    python benchmarks/run_variation.py --config my.yaml --set evaluate.threads=2
+
+It prints which result CSVs are byte-identical, then each method's Table 3 average (grid selection) in both runs
+and the largest absolute difference over every number of the per-task table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(workdir: Path, config: dict) -> float:
+    (workdir / "config").mkdir(parents=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        "--workflow-profile", "none", "--cores", "all", "--quiet",
+    ]  # fmt: skip
+    started = time.monotonic()
+    subprocess.run(command, check=True, env=env, capture_output=True)
+    return time.monotonic() - started
+
+
+def with_setting(config: dict, assignment: str) -> dict:
+    """`config` with `a.b.c=value` set (the value parsed as YAML)."""
+    key, _, value = assignment.partition("=")
+    changed = yaml.safe_load(yaml.safe_dump(config))
+    *path, last = key.split(".")
+    node = changed
+    for part in path:
+        node = node[part]
+    if last not in node:
+        raise SystemExit(f"--set {assignment}: {key} is not a key of the config")
+    node[last] = yaml.safe_load(value)
+    return changed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the reduced demo (tests/smoke/config.yaml)")
+    parser.add_argument("--config", type=Path, help="a config file (default: config/config.yaml)")
+    parser.add_argument(
+        "--set", default=None, help="KEY=VALUE changed in the second run (default: pre-training threads)"
+    )
+    arguments = parser.parse_args()
+    path = arguments.config or ROOT / ("tests/smoke/config.yaml" if arguments.quick else "config/config.yaml")
+    config = yaml.safe_load(path.read_text())
+    if arguments.set is None:
+        threads = config["demo"]["pretrain"]["threads"]
+        arguments.set = f"demo.pretrain.threads={1 if threads != 1 else 2}"
+    second = with_setting(config, arguments.set)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = [Path(scratch) / "first", Path(scratch) / "second"]
+        for workdir, settings, label in zip(runs, (config, second), ("as configured", arguments.set), strict=True):
+            print(f"{label}: {run(workdir, settings):.0f} s", flush=True)
+        results = [workdir / "results" / config["suite"] for workdir in runs]
+        csvs = sorted(path.relative_to(results[0]) for path in results[0].rglob("*.csv"))
+        identical = [path for path in csvs if (results[0] / path).read_bytes() == (results[1] / path).read_bytes()]
+        print(f"\n{len(identical)} of {len(csvs)} result CSVs byte-identical; differing:")
+        for path in csvs:
+            if path not in identical:
+                print(f"  {path}")
+        tables = [pd.read_csv(next((result / "tables").glob("table*_pertask.csv"))) for result in results]
+
+    first, other = tables
+    numbers = first.select_dtypes("number").columns
+    difference = (first[numbers] - other[numbers]).abs().max().max()
+    grid = (first["Selection"] == "grid") & (first.get("Source", "ours") == "ours")
+    print(f"\nTable 3, grid selection, Average (normalized %): as configured | {arguments.set} | Δ")
+    for index in first.index[grid]:
+        a, b = first.at[index, "Average"], other.at[index, "Average"]
+        print(f"  {first.at[index, 'Method']:<32} {a:8.2f} {b:8.2f} {b - a:+7.2f}")
+    print(f"largest |Δ| over every number of the per-task table: {difference:.4f}")
+
+
+if __name__ == "__main__":
+    main()
