@@ -68,7 +68,8 @@ class LocalHub:
         snapshot = folder / "snapshots" / commit
         return commit, sorted(str(path.relative_to(snapshot)) for path in snapshot.rglob("*") if path.is_file())
 
-    def download(self, repo_id: str, filename: str, repo_type: str, revision: str) -> str:
+    def download(self, repo_id: str, filename: str, repo_type: str, revision: str, force_download: bool = False) -> str:
+        # a local cache has nothing to fetch again: a forced download reads the same (possibly tampered) file
         return str(self._folder(repo_id, repo_type) / "snapshots" / revision / filename)
 
 

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -110,6 +111,19 @@ def test_lock_runs_the_reproduction_package_command(tmp_path, capsys):
     config.write_text("suite: demo\n")
     assert main(["lock", "--config", str(config)]) == 2
     assert f"{config}: not a paper-suite config with a 'vision' section" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"suite: \xff\xfe\n", "can't decode byte"), (b"[" * 5000 + b"]" * 5000, "nested too deeply to read")],
+    ids=["not UTF-8", "nested 5000 deep"],
+)
+def test_lock_of_an_unreadable_config_names_the_file(tmp_path, capsys, content, problem):
+    config = tmp_path / "config.yaml"
+    config.write_bytes(content)
+    assert main(["lock", "--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert f"{config}: not a paper-suite config" in error and problem in error
 
 
 def test_lock_of_a_suite_without_downloads_says_so(tmp_path, capsys):

@@ -301,6 +301,13 @@ def test_the_schema_names_every_rule_of_the_generator():
     assert schema["properties"]["tasks"]["additionalProperties"]["properties"]["rule"]["enum"] == list(data.RULES)
 
 
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def _edited(edit) -> dict:
     config = copy.deepcopy(CONFIG)
     edit(config["demo_text"])
@@ -318,6 +325,7 @@ def _edited(edit) -> dict:
         (lambda s: s["backbone"].update(num_key_value_heads=3), "demo_text.backbone.num_key_value_heads"),
         (lambda s: s["finetune"].update(target_modules=["out_proj"]), "demo_text.finetune.target_modules"),
         (lambda s: s.pop("max_length"), "demo_text"),
+        (lambda s: s["finetune"].update(target_modules=_nested(3000)), "demo_text"),  # deeper than Python recurses
     ],
 )
 def test_inconsistent_settings_name_their_key(edit, key):

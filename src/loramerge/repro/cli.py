@@ -44,8 +44,10 @@ def lock(config: Path) -> Path:
         section, locker = LOCKED_KINDS[kind]
         downloads = settings[section]
         lock_path = Path(downloads["lock"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-        problem = f"no key {error}" if isinstance(error, KeyError) else str(error)
+    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError, KeyError, TypeError) as error:
+        problem = {KeyError: f"no key {error}", RecursionError: "nested too deeply to read"}.get(
+            type(error), str(error)
+        )
         raise HubError(config, f"not a paper-suite config with {kinds}: {problem}") from error
     extended = locker(downloads)(read_lock(lock_path), lambda line: print(line, file=sys.stderr))
     write_lock(lock_path, extended)

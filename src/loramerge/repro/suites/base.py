@@ -104,7 +104,12 @@ class Suite(ABC):
 
         package = type(self).__module__.rpartition(".")[0]
         schema = yaml.safe_load(importlib.resources.files(package).joinpath(self.section_schema).read_text("utf-8"))
-        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(self.settings), key=lambda e: list(e.path))
+        try:
+            errors = sorted(
+                jsonschema.Draft202012Validator(schema).iter_errors(self.settings), key=lambda e: list(e.path)
+            )
+        except RecursionError:  # the validator walks nested values recursively; a hostile config nests deep
+            raise ConfigError(self.section, "nested too deeply to validate") from None
         if errors:
             first = errors[0]
             raise ConfigError(".".join([self.section, *map(str, first.path)]), first.message)
