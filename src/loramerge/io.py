@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from loramerge.adapters import CONFIG_FILE, SAFETENSORS_FILE, fits_float32
-from loramerge.atomic import write_json
+from loramerge.atomic import reporting_full_disk, write_json
 from loramerge.errors import LoramergeError, SubjectError
 from loramerge.updates import LowRankUpdate, Update
 
@@ -35,10 +35,11 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        yield staging
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
+        with reporting_full_disk(path):  # a write inside the folder that runs out of space names the folder
+            yield staging
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         for parent in reversed(missing_parents):

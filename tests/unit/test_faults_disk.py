@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from safetensors import SafetensorError
 
 from loramerge.atomic import OutOfSpaceError, write_atomically, write_json, write_text
+from loramerge.io import atomic_directory
 from loramerge.repro.report.figures import save_figure
 from loramerge.repro.report.render import write_table
 from loramerge.repro.splits import save_split
@@ -132,3 +133,14 @@ def test_other_write_errors_pass_unchanged_and_leave_nothing(tmp_path):
     with pytest.raises(ValueError, match="cannot serialise this"):
         write_atomically(tmp_path / "a.bin", broken)
     assert_nothing_written(tmp_path)
+
+
+def test_full_disk_inside_an_output_folder_names_the_folder_and_leaves_nothing(tmp_path):
+    """Backbones, adapters, merges and statistics are folders staged whole; a raw write that fails in one (the OS's
+    error names no file) is reported against the folder, and neither it nor its staging folder remains."""
+    destination = tmp_path / "out" / "merged"
+    with pytest.raises(OutOfSpaceError) as caught, atomic_directory(destination) as staging:
+        (staging / "adapter_model.safetensors").write_bytes(b"x" * 10)
+        raise full_disk()
+    assert str(destination) in str(caught.value) and "ENOSPC" in str(caught.value)
+    assert not (tmp_path / "out").exists()
