@@ -56,7 +56,8 @@ def producing_rule(path):
 
 def made_by(wildcards, input):
     """Input path -> the name of the rule that made it (sorted), so that a job that cannot read an input names
-    that rule and says what to delete for it to run again (loramerge.repro.jobs.reading_inputs)."""
+    that rule and says what to delete for it to run again (loramerge.repro.jobs.reading_inputs).
+    """
     producers = {path: producing_rule(path) for path in sorted(set(input))}
     return {path: name for path, name in producers.items() if name is not None}
 

@@ -2,8 +2,9 @@
 tables, its adapters in the hub's Llama format, and its reruns, which behave as the vision demo's do.
 
 The run keeps the demo's model, tasks and training, and the methods whose code differs on text (statistics through a
-Llama's hooks, an adaptation on token inputs) with the paper's hybrid and its branches; the other training-free
-methods read adapter factors only, which the vision smoke run covers. TARA adapts for fewer epochs and seeds."""
+Llama's hooks, an adaptation on token inputs) with the paper's hybrid, its branches and CUR in R space (Fig. 2); the
+other training-free methods read adapter factors only, which the vision smoke run covers. TARA adapts for fewer
+epochs and seeds."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ CONFIG_PATH = ROOT / "config" / "demo-nli.yaml"
 CONFIG = yaml.safe_load(CONFIG_PATH.read_text())
 SUITE = CONFIG["suite"]
 TASKS = list(CONFIG["demo_text"]["tasks"])
-RUN_METHODS = ("ta", "ties", "knots_ties", "cur_ties", "hybrid", "regmean", "fisher", "tara")
+RUN_METHODS = ("ta", "ties", "knots_ties", "cur_ties", "cur_r_ties", "hybrid", "regmean", "fisher", "tara")
 
 
 def run_config() -> dict:
