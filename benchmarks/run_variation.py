@@ -6,8 +6,9 @@ default the demo's pre-training thread count), and the two runs' per-task tables
     python benchmarks/run_variation.py                                        # the default demo
     python benchmarks/run_variation.py --config my.yaml --set evaluate.threads=2
 
-It prints which result CSVs are byte-identical, then each method's Table 3 average (grid selection) in both runs
-and the largest absolute difference over every number of the per-task table."""
+It prints each run's wall time and, from the jobs' benchmark files, the jobs, wall seconds and CPU seconds per rule
+(the first run is a cold run from an empty tree); then which result CSVs are byte-identical, each method's Table 3
+average (grid selection) in both runs and the largest absolute difference over every number of the per-task table."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ def run(workdir: Path, config: dict) -> float:
     started = time.monotonic()
     subprocess.run(command, check=True, env=env, capture_output=True)
     return time.monotonic() - started
+
+
+def rule_totals(benchmarks: Path) -> pd.DataFrame:
+    """Jobs, wall seconds and CPU seconds per rule, summed over the rule's benchmark files (`<rule>.tsv` or
+    `<rule>/*.tsv`)."""
+    rows = []
+    for path in sorted(benchmarks.rglob("*.tsv")):
+        rule = path.relative_to(benchmarks).parts[0].removesuffix(".tsv")
+        record = pd.read_csv(path, sep="\t").iloc[-1]
+        rows.append({"rule": rule, "jobs": 1, "wall s": record["s"], "cpu s": record["cpu_time"]})
+    totals = pd.DataFrame(rows).groupby("rule").sum().sort_values("wall s", ascending=False)
+    totals.loc["total"] = totals.sum()
+    return totals.round(1)
 
 
 def with_setting(config: dict, assignment: str) -> dict:
@@ -72,6 +86,8 @@ def main() -> None:
         for workdir, settings, label in zip(runs, (config, second), ("as configured", arguments.set), strict=True):
             print(f"{label}: {run(workdir, settings):.0f} s", flush=True)
         results = [workdir / "results" / config["suite"] for workdir in runs]
+        print("\nper rule, cold run as configured (benchmark files):")
+        print(rule_totals(results[0] / "benchmarks").to_string())
         csvs = sorted(path.relative_to(results[0]) for path in results[0].rglob("*.csv"))
         identical = [path for path in csvs if (results[0] / path).read_bytes() == (results[1] / path).read_bytes()]
         print(f"\n{len(identical)} of {len(csvs)} result CSVs byte-identical; differing:")
