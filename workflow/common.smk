@@ -1,5 +1,7 @@
 # Config validation, the experiment plan and path helpers. No rules here.
 
+from functools import cache
+
 from snakemake.utils import validate
 
 from loramerge.errors import LoramergeError
@@ -46,6 +48,7 @@ wildcard_constraints:
     part=r"part\d+",
 
 
+@cache  # the same inputs (adapters, data splits) feed many jobs; the rules are fixed once the DAG is built
 def producing_rule(path):
     """The name of the rule whose output pattern `path` matches (None for a file no rule makes)."""
     for candidate in workflow.rules:
