@@ -22,14 +22,12 @@ from loramerge.repro.suites.base import suite_class
 
 params = snakemake.params
 with job_log(snakemake.log[0], params.threads) as log:
-    started = time.perf_counter()
     suite = suite_class(params.kind)
     device = pick_device(params.device, log)
-    point = dict(params.point)
-    settings = AdaptSettings(**params.settings, **point)
+    all_settings = {name: AdaptSettings(**params.settings, **point) for name, point in params.points.items()}
     adapters = load_adapters(snakemake.input.adapters)
     decomposition = None
-    if settings.variant == "b":
+    if any(settings.variant == "b" for settings in all_settings.values()):
         decomposition = load_decomposition(snakemake.input.decomposition, adapters)
     model = suite.load_backbone(snakemake.input.backbone, device, params.dtype).requires_grad_(False)
 
@@ -46,28 +44,31 @@ with job_log(snakemake.log[0], params.threads) as log:
         with updated(model, load_update(adapter), prefixes=suite.module_prefixes):
             offsets.append(finetuned_entropy(model, task, features, params.batch_size))
         log.info("%s: fine-tuned mean entropy %.6f on %d validation inputs", task.name, offsets[-1], len(task.inputs))
-    steps = settings.steps(min(len(task.inputs) for task in tasks))
-    branches = CoefficientBranches(
-        targeted_linears(model, adapters.modules, suite.module_prefixes), adapters, settings, decomposition
-    )
-    log.info(
-        "TARA variant %s: %d steps of %d inputs per task, seed %d",
-        settings.variant,
-        steps,
-        settings.batch_size,
-        settings.seed,
-    )
-    losses = adapt(model, branches, tasks, torch.tensor(offsets), features, settings, steps, log.info)
+    linears = targeted_linears(model, adapters.modules, suite.module_prefixes)
     with atomic_directory(snakemake.output[0]) as staging:
-        save_file(branches.learned(), staging / "coefficients.safetensors")
-        write_json(
-            staging / "adapt.json",
-            {
-                "settings": asdict(settings),
-                "steps": steps,
-                "finetuned_entropy": dict(zip(params.tasks, offsets, strict=True)),
-                "objective": losses,
-                "tasks": params.tasks,
-            },
-        )
-    log.info("adaptation took %.1f s", time.perf_counter() - started)
+        for name, settings in all_settings.items():
+            started = time.perf_counter()
+            steps = settings.steps(min(len(task.inputs) for task in tasks))
+            branches = CoefficientBranches(linears, adapters, settings, decomposition)
+            log.info(
+                "%s: TARA variant %s, %d steps of %d inputs per task, seed %d",
+                name,
+                settings.variant,
+                steps,
+                settings.batch_size,
+                settings.seed,
+            )
+            losses = adapt(model, branches, tasks, torch.tensor(offsets), features, settings, steps, log.info)
+            (staging / name).mkdir()
+            save_file(branches.learned(), staging / name / "coefficients.safetensors")
+            write_json(
+                staging / name / "adapt.json",
+                {
+                    "settings": asdict(settings),
+                    "steps": steps,
+                    "finetuned_entropy": dict(zip(params.tasks, offsets, strict=True)),
+                    "objective": losses,
+                    "tasks": params.tasks,
+                },
+            )
+            log.info("%s: adaptation took %.1f s", name, time.perf_counter() - started)

@@ -21,7 +21,8 @@ with job_log(snakemake.log[0], params.threads) as log:
             joint_labels.append(local_to_joint[task][labels])
         model = suite.load_backbone(snakemake.input.backbone, device, params.dtype)
     out = Path(snakemake.output[0])
-    for (name, point), merged in zip(params.points.items(), snakemake.input.merged, strict=True):
+    for name, point in params.points.items():
+        merged = Path(snakemake.input.merged) / name
         log.info("joint evaluation of %s", merged)
         with reading_inputs(params.made_by):
             update = load_update(merged)

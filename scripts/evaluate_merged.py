@@ -20,7 +20,8 @@ with job_log(snakemake.log[0], params.threads) as log:
             tasks.append(EvalTask(task, split, inputs, labels, heads[task], tuple(params.masked[task])))
         model = suite.load_backbone(snakemake.input.backbone, device, params.dtype)
     out = Path(snakemake.output[0])
-    for (name, point), merged in zip(params.points.items(), snakemake.input.merged, strict=True):
+    for name, point in params.points.items():
+        merged = Path(snakemake.input.merged) / name
         log.info("evaluating %s", merged)
         with reading_inputs(params.made_by):
             update = load_update(merged)

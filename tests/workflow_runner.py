@@ -94,7 +94,7 @@ def shared_stage_counts(config: dict, tasks: int) -> dict[str, int]:
         "evaluate_finetuned": tasks,
         "decompose": 1,
         "analyze": 1,
-        "merge": sum(len(plan.points) for plan in plans.values()),
+        "merge": len(plans),
         "evaluate_merged": evaluation_jobs(config),
         "search": len(plans),
         "finetuned_table": 1,
@@ -110,8 +110,8 @@ def shared_stage_counts(config: dict, tasks: int) -> dict[str, int]:
             counts.update({table: 1, figure: 1})
     statistics_kinds = {CATALOG[name].statistics_kind for name in plans} - {None}
     if statistics_kinds:
-        counts["statistics"] = tasks * len(statistics_kinds)
-    adapted = sum(len(plan.points) for name, plan in plans.items() if ADAPTATION in CATALOG[name].needs)
+        counts["statistics"] = len(statistics_kinds)
+    adapted = sum(ADAPTATION in CATALOG[name].needs for name in plans)
     if adapted:
         counts["adapt"] = adapted
     return counts

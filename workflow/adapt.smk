@@ -1,6 +1,7 @@
 # Adaptation: merges whose coefficients are learned on unlabelled validation inputs (TARA-Merging). One job per method
-# and point (variant, init, seed) writes the learned coefficients; the shared merge rule then builds the merged
-# adapter from them, so evaluation, search and tables treat it like any other merge. Labels are never read.
+# learns the coefficients of every point (variant, seed) of its plan, one folder per point, loading the model and
+# measuring the fine-tuned models' entropies once; the shared merge rule then builds the merged adapters from them,
+# so evaluation, search and tables treat them like any other merge. Labels are never read.
 
 
 rule adapt:
@@ -15,11 +16,11 @@ rule adapt:
             task=TASKS,
         ),
     output:
-        directory("resources/{suite}/adapt/{method}/{point}"),
+        directory("resources/{suite}/adapt/{method}"),
     log:
-        "logs/{suite}/adapt/{method}/{point}.log",
+        "logs/{suite}/adapt/{method}.log",
     benchmark:
-        "results/{suite}/benchmarks/adapt/{method}/{point}.tsv"
+        "results/{suite}/benchmarks/adapt/{method}.tsv"
     conda:
         "../envs/gpu.yaml"
     threads: config["evaluate"]["threads"]
@@ -27,7 +28,7 @@ rule adapt:
         gpu=DEVICE_GPUS,
     params:
         kind=SUITE_SPEC.kind,
-        point=lambda wildcards: PLANS[wildcards.method].points[wildcards.point],
+        points=lambda wildcards: PLANS[wildcards.method].points,
         settings=lambda wildcards: config["merge"]["methods"][wildcards.method].get(
             "adapt", {}
         ),

@@ -44,7 +44,6 @@ wildcard_constraints:
     task="|".join(TASKS),
     split="|".join(SPLITS),
     method="|".join(PLANS),
-    point=r"[A-Za-z0-9_.~\-]+",
     part=r"part\d+",
 
 
@@ -95,10 +94,8 @@ def merge_inputs(wildcards):
         for branch in PLANS[wildcards.method].branches.values()
     ]
     if ADAPTATION in PLANS[wildcards.method].facts.needs:
-        # the coefficients the adaptation stage learned for this very point
-        inputs["adapted"] = (
-            f"resources/{wildcards.suite}/adapt/{wildcards.method}/{wildcards.point}"
-        )
+        # the coefficients the adaptation stage learned, one folder per point
+        inputs["adapted"] = f"resources/{wildcards.suite}/adapt/{wildcards.method}"
     return inputs
 
 
@@ -115,13 +112,9 @@ def part_points(wildcards):
     return {name: points[name] for name in eval_parts(wildcards.method)[wildcards.part]}
 
 
-def part_merges(wildcards):
-    return expand(
-        "results/{suite}/merged/{method}/{point}",
-        suite=wildcards.suite,
-        method=wildcards.method,
-        point=eval_parts(wildcards.method)[wildcards.part],
-    )
+def method_merges(wildcards):
+    """The folder of a method's merges (one sub-folder per point), which one merge job writes."""
+    return f"results/{wildcards.suite}/merged/{wildcards.method}"
 
 
 def method_evaluations(evaluation, method=None):

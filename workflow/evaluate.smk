@@ -39,7 +39,7 @@ rule evaluate_finetuned:
 rule evaluate_merged:
     input:
         backbone="resources/{suite}/backbone",
-        merged=part_merges,
+        merged=method_merges,
         heads=head_files,
         data=eval_data,
     output:
@@ -90,7 +90,7 @@ rule joint_head:
 rule evaluate_joint:
     input:
         backbone="resources/{suite}/backbone",
-        merged=part_merges,
+        merged=method_merges,
         joint_head="resources/{suite}/heads/joint.safetensors",
         data=eval_data,
     output:

@@ -1,7 +1,8 @@
 # Per-task statistics for the data-using merges (regmean reads Gram matrices, fisher the diagonal Fisher): each task's
 # fine-tuned model (the backbone with its ΔW applied) runs over a seeded subset of the task's training inputs, with
-# hooks on the LoRA-targeted layers. One job per statistics kind and task; resources/<suite>/stats/<kind> is then the
-# statistics folder a merge reads. Jobs exist only for the kinds that planned merges read (merge.smk asks for them).
+# hooks on the LoRA-targeted layers. One job per statistics kind loads the backbone once and writes every task's
+# statistics into resources/<suite>/stats/<kind>, the statistics folder a merge reads. Jobs exist only for the kinds
+# that planned merges read (merge.smk asks for them).
 
 from loramerge.repro.stats.needs import needed_kinds
 
@@ -17,20 +18,20 @@ STATISTICS = config["statistics"]
 rule statistics:
     input:
         backbone="resources/{suite}/backbone",
-        adapter="resources/{suite}/adapters/{task}",
-        data=f"resources/{{suite}}/data/{{task}}/{SUITE_SPEC.statistics_split}.safetensors",
-        # the Fisher scores the task's head; a Gram does not read it
-        head=lambda wildcards: (
-            f"resources/{wildcards.suite}/heads/{wildcards.task}.safetensors"
-            if wildcards.kind == "fisher"
-            else []
+        adapters=adapter_dirs,
+        data=expand(
+            "resources/{{suite}}/data/{task}/{split}.safetensors",
+            task=TASKS,
+            split=SUITE_SPEC.statistics_split,
         ),
+        # the Fisher scores each task's head; a Gram does not read them
+        heads=lambda wildcards: head_files(wildcards) if wildcards.kind == "fisher" else [],
     output:
-        directory("resources/{suite}/stats/{kind}/{task}"),
+        directory("resources/{suite}/stats/{kind}"),
     log:
-        "logs/{suite}/statistics/{kind}/{task}.log",
+        "logs/{suite}/statistics/{kind}.log",
     benchmark:
-        "results/{suite}/benchmarks/statistics/{kind}/{task}.tsv"
+        "results/{suite}/benchmarks/statistics/{kind}.tsv"
     wildcard_constraints:
         kind="gram|fisher",
     conda:
@@ -40,11 +41,12 @@ rule statistics:
         gpu=DEVICE_GPUS,
     params:
         suite_kind=SUITE_SPEC.kind,
+        tasks=TASKS,
         split=SUITE_SPEC.statistics_split,
-        masked=lambda wildcards: SUITE_SPEC.masked_classes(wildcards.task),
+        masked=SUITE_SPEC.masked_by_task(),
         examples=STATISTICS["examples"],
         # the same rows for both kinds of a task
-        seed=lambda wildcards: derive_seed(config["seed"], "statistics", wildcards.task),
+        seeds={task: derive_seed(config["seed"], "statistics", task) for task in TASKS},
         batch_size=STATISTICS["batch_size"],
         estimator=lambda wildcards: (
             STATISTICS["fisher_estimator"] if wildcards.kind == "fisher" else None
@@ -52,6 +54,7 @@ rule statistics:
         dtype=STATISTICS["dtype"],
         threads=STATISTICS["threads"],
         device=config["device"],
+        made_by=made_by,
         code=script_code("statistics.py"),
     script:
         "../scripts/statistics.py"
