@@ -25,7 +25,9 @@ rule statistics:
             split=SUITE_SPEC.statistics_split,
         ),
         # the Fisher scores each task's head; a Gram does not read them
-        heads=lambda wildcards: head_files(wildcards) if wildcards.kind == "fisher" else [],
+        heads=lambda wildcards: (
+            head_files(wildcards) if wildcards.kind == "fisher" else []
+        ),
     output:
         directory("resources/{suite}/stats/{kind}"),
     log:

@@ -106,7 +106,7 @@ def test_a_corrupt_merged_adapter_names_its_file(tmp_path):
 
 MADE_BY = {
     "resources/demo/data/digits/val.safetensors": "task_data",
-    "results/demo/merged/ta/default": "merge",
+    "results/demo/merged/ta": "merge",
     "results/demo/eval/ta/part1": "evaluate_merged",
     "results/demo/eval/ta/part10": "evaluate_merged",
 }
@@ -135,7 +135,7 @@ def test_a_file_inside_an_output_folder_says_to_delete_the_folder(tmp_path):
     error = raised_by(LoramergeError(f"{weights}: unreadable safetensors file: header too small"))
     assert str(error) == (
         f"{weights} (made by rule merge): unreadable safetensors file: header too small;"
-        " delete results/demo/merged/ta/default and rerun"
+        " delete results/demo/merged/ta and rerun"
     )
 
 

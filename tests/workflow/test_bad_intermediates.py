@@ -36,21 +36,21 @@ def test_a_bad_intermediate_names_its_rule_and_deleting_it_recovers(tmp_path):
     snakemake(workdir, TARGET)
     search = (workdir / TARGET).read_bytes()
     evaluations = Path("results/demo/eval/ta/part0")
-    merged = Path("results/demo/merged/ta/default")
+    merged = Path("results/demo/merged/ta")  # the merge job's folder: one sub-folder per point
     split = Path("resources/demo/data/digits/val.safetensors")
 
     # A half-written evaluation JSON (and, found next, a corrupt merged adapter): Snakemake sees neither (a folder
     # output's time is its own), so the search is forced to read them again.
     evaluation = next((workdir / evaluations).glob("*.json"))
     cut_in_half(evaluation)
-    cut_in_half(workdir / merged / "adapter_model.safetensors")
+    cut_in_half(workdir / merged / "default" / "adapter_model.safetensors")
     output = failure(workdir, "--forcerun", "search")
     assert f"{evaluation.relative_to(workdir)} (made by rule evaluate_merged): incomplete JSON" in output
     assert f"; delete {evaluations} and rerun" in output
 
     shutil.rmtree(workdir / evaluations)
     output = failure(workdir)
-    assert f"{merged / 'adapter_model.safetensors'} (made by rule merge): " in output
+    assert f"{merged / 'default' / 'adapter_model.safetensors'} (made by rule merge): " in output
     assert f"; delete {merged} and rerun" in output
 
     shutil.rmtree(workdir / merged)

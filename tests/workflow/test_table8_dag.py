@@ -6,6 +6,8 @@ from __future__ import annotations
 import yaml
 from workflow_runner import SMOKE_CONFIG, dry_run_jobs, job_counts, workdir_with
 
+from loramerge.repro.plan import build_plan
+
 MIX = {
     "branches": "tuned",
     "fixed": {"first": "knots_ties", "second": "lora_lego"},
@@ -47,6 +49,7 @@ def test_table8_and_figure8_depend_on_mixs_evaluations_and_search(tmp_path):
     searched = {output for job in jobs["search"] for output in job["output"]}
     # mix's search runs, and before it the searches that tune its two branches
     assert {f"results/demo/search/{method}.json" for method in ("mix", "knots_ties", "lora_lego")} <= searched
-    mix_merges = [job for job in jobs["merge"] if job["output"][0].startswith("results/demo/merged/mix/")]
-    assert len(mix_merges) == 6  # three α × two seeds
+    (mix_merge,) = [job for job in jobs["merge"] if job["output"] == ["results/demo/merged/mix"]]
+    assert {"results/demo/search/knots_ties.json", "results/demo/search/lora_lego.json"} <= set(mix_merge["input"])
+    assert len(build_plan(config_with_mix())["mix"].points) == 6  # one job merges three α × two seeds
     assert "table7" not in jobs and "figure3" not in jobs  # nothing of the hybrid's sweep for this target
