@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm import tqdm
 
 from loramerge.apply import load_update
@@ -22,6 +22,9 @@ from loramerge.repro.suites.clip.model import image_features, load_backbone, pre
 from loramerge.repro.suites.demo_vision.suite import DemoVisionSuite
 from loramerge.repro.suites.evaluation import EvalTask, evaluate
 from loramerge.repro.suites.training import check_training_labels, shuffled_batches, warmup_cosine_schedule
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 TEMPERATURE = DemoVisionSuite.head_temperature  # the statistics' Fisher scores the saved heads at it too
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -142,6 +145,8 @@ def finetune_lora(
 
     The head starts from the class prototypes of the pretrained features, so few steps suffice.
     """
+    from peft import LoraConfig, get_peft_model  # here: pre-training, in the same module, does not use peft
+
     _check_training_data(images, labels, n_classes, steps, batch_size)
     backbone = load_backbone(backbone_folder, device)
     pixel_values, labels = preprocess(images.to(device)), labels.to(device)
