@@ -251,7 +251,7 @@ def vision_adapter(folder: Path, seed: int = 0) -> Path:
 
 
 def write_statistics(folder: Path, adapter_folder: Path, rows_seed: int, kinds=("gram", "fisher")) -> Path:
-    """What the statistics job does for one task and each kind (scripts/statistics.py)."""
+    """What a statistics job (one per kind) does for one of its tasks (scripts/statistics.py)."""
     available = images(12, seed=5)
     rows = draw_rows(len(available), 8, rows_seed)
     inputs = available[rows]

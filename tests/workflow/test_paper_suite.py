@@ -50,8 +50,8 @@ def fake_suite(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def paper_run(fake_suite) -> Path:
     root, config = fake_suite
-    # RegMean and Fisher (null: skipped) add 24 model-loading statistics jobs; the CLIP suite's statistics are run
-    # on this fake hub by tests/workflow/test_statistics_dag.py, and both merges end to end by the text demo's test
+    # RegMean and Fisher (null: skipped) add two statistics jobs over every task's model; the CLIP suite's statistics
+    # run on this fake hub by tests/workflow/test_statistics_dag.py, and both merges end to end by the text demo's test
     config = {**config, "merge": {**config["merge"], "methods": {**config["merge"]["methods"]}}}
     config["merge"]["methods"].update(regmean=None, fisher=None)
     workdir = paper_workdir(root, config)
