@@ -18,6 +18,7 @@ from snakemake.utils import update_config
 from workflow_runner import FIGURES, ROOT, evaluation_jobs, shared_stage_counts, snakemake
 
 from loramerge.repro.heads import load_head
+from loramerge.repro.plan import build_plan
 from loramerge.repro.report.table3 import pertask_table
 from loramerge.repro.splits import load_token_split
 
@@ -76,12 +77,16 @@ def test_the_paper_config_dry_runs_to_the_whole_dag(tmp_path):
     shared = shared_stage_counts(merged, tasks)
     inputs = {"nli_backbone": 1, "nli_adapter": tasks, "nli_authors_heads": 1, "nli_head": tasks, "nli_data": tasks}
     assert {rule: counts[rule] for rule in (*inputs, *shared) if rule in counts} == {**inputs, **shared}
-    # 3 top-K for each of 5 TIES-family methods, 11 DARE points (10 p and the 1e-5 default) × 3 seeds for 2, TA, α,
-    # Core-TSV and Core-Iso 1 each, LoRA-LEGO 3 K × 3 seeds, the mix's 11 α on one seed, and TARA 2 variants × 3
-    # seeds; RegMean and Fisher (config/config.yaml's) are dropped: this suite collects no statistics
-    assert counts["merge"] == 5 * 3 + 2 * 33 + 1 + 11 + 2 + 3 * 3 + 11 + 2 * 3
+    # One merge job per method, over its points: 3 top-K for each of 5 TIES-family methods, 11 DARE points (10 p and
+    # the 1e-5 default) × 3 seeds for 2, TA, α, Core-TSV and Core-Iso 1 each, LoRA-LEGO 3 K × 3 seeds, the mix's 11 α
+    # on one seed, and TARA 2 variants × 3 seeds; RegMean and Fisher (config/config.yaml's) are dropped: this suite
+    # collects no statistics
+    plans = build_plan(merged)
+    points = sum(len(plan.points) for plan in plans.values())
+    assert counts["merge"] == len(plans) == 14
+    assert points == 5 * 3 + 2 * 33 + 1 + 11 + 2 + 3 * 3 + 11 + 2 * 3
     assert "statistics" not in counts
-    assert counts["evaluate_merged"] == evaluation_jobs(merged) == counts["merge"]  # one point per job
+    assert counts["evaluate_merged"] == evaluation_jobs(merged) == points  # one point per job
 
 
 def test_whole_dag_runs_offline_on_the_fake_hub(fake_suite, llama_run):

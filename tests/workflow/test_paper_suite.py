@@ -69,11 +69,13 @@ def test_paper_config_dry_runs_to_the_full_dag(tmp_path):
     }
     assert counts["download_adapter"] == 8 and counts["prepare_dataset"] == 8 and counts["text_heads"] == 8
     assert counts["fetch_permutation"] == 5 and counts["download_backbone"] == 1
-    # TA 1 + 5 × 10 top-K + 2 DARE methods × (10 p + KnOTS's 1e-5 held while λ is swept) × 3 seeds, 11 hybrid α,
-    # Core-TSV and Core-Iso 1 each, LoRA-LEGO 3 K × 3 seeds, Table 8's mix 11 α × 3 seeds, RegMean and Fisher 1 each,
-    # and TARA 3 variants × 3 seeds
-    assert counts["merge"] == 1 + 5 * 10 + 2 * 33 + 11 + 2 + 3 * 3 + 11 * 3 + 2 + 3 * 3
     config = yaml.safe_load((ROOT / "config" / "paper-vit-b32.yaml").read_text())
+    # One merge job per method, over its points: TA 1 + 5 × 10 top-K + 2 DARE methods × (10 p + KnOTS's 1e-5 held
+    # while λ is swept) × 3 seeds, 11 hybrid α, Core-TSV and Core-Iso 1 each, LoRA-LEGO 3 K × 3 seeds, Table 8's mix
+    # 11 α × 3 seeds, RegMean and Fisher 1 each, and TARA 3 variants × 3 seeds
+    plans = build_plan(config)
+    assert counts["merge"] == len(plans) == 16
+    assert sum(len(plan.points) for plan in plans.values()) == 1 + 5 * 10 + 2 * 33 + 11 + 2 + 3 * 3 + 11 * 3 + 2 + 3 * 3
     assert counts["evaluate_merged"] == counts["evaluate_joint"] == evaluation_jobs(config) > 9
     assert "gather_evaluations" not in counts  # the searches read the evaluation jobs' folders directly
 
