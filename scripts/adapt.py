@@ -45,10 +45,12 @@ with job_log(snakemake.log[0], params.threads) as log:
             offsets.append(finetuned_entropy(model, task, features, params.batch_size))
         log.info("%s: fine-tuned mean entropy %.6f on %d validation inputs", task.name, offsets[-1], len(task.inputs))
     linears = targeted_linears(model, adapters.modules, suite.module_prefixes)
+    smallest_task = min(len(task.inputs) for task in tasks)
+    offsets_tensor = torch.tensor(offsets)
     with atomic_directory(snakemake.output[0]) as staging:
         for name, settings in all_settings.items():
             started = time.perf_counter()
-            steps = settings.steps(min(len(task.inputs) for task in tasks))
+            steps = settings.steps(smallest_task)
             branches = CoefficientBranches(linears, adapters, settings, decomposition)
             log.info(
                 "%s: TARA variant %s, %d steps of %d inputs per task, seed %d",
@@ -58,7 +60,7 @@ with job_log(snakemake.log[0], params.threads) as log:
                 settings.batch_size,
                 settings.seed,
             )
-            losses = adapt(model, branches, tasks, torch.tensor(offsets), features, settings, steps, log.info)
+            losses = adapt(model, branches, tasks, offsets_tensor, features, settings, steps, log.info)
             (staging / name).mkdir()
             save_file(branches.learned(), staging / name / "coefficients.safetensors")
             write_json(
