@@ -28,9 +28,18 @@ with job_log(snakemake.log[0], params.threads) as log:
             log.info("%s %s: %s, rows %s", task, kind, split, rows.tolist())
             update = {module: lora.delta() for module, lora in adapter.modules.items()}
             collected = task_statistics(
-                suite, model, update, inputs, kind, params.batch_size, device, head, params.masked[task],
-                params.estimator, True,
-            )  # fmt: skip
+                suite,
+                model,
+                update,
+                inputs,
+                kind,
+                params.batch_size,
+                device,
+                head=head,
+                masked=params.masked[task],
+                estimator=params.estimator,
+                progress=True,
+            )
             info = StatisticsInfo(
                 examples=collected.examples,
                 counted=collected.counted,
